@@ -1,0 +1,199 @@
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ferry_core::{DeliveryStatus, LogEvent, SendClosed, SinkMetrics, WhenFull};
+use futures::Stream;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::BufferError;
+
+/// The largest `max_events` a memory buffer accepts (the semaphore counts in `u32`).
+pub(crate) const MAX_EVENTS: usize = 1 << 28;
+
+/// Writes into a memory buffer. Room is counted in events by a semaphore; the channel behind
+/// it carries whole batches, so the per-event cost is a slice of a batch, not a channel send.
+#[derive(Clone, Debug)]
+pub struct MemoryWriter {
+    // Unbounded only in type: every batch in it holds permits of `room`, so the events it can
+    // hold never exceed `max_events`.
+    tx: mpsc::UnboundedSender<Vec<LogEvent>>,
+    room: Arc<Semaphore>,
+    max_events: usize,
+    when_full: WhenFull,
+    metrics: Arc<SinkMetrics>,
+}
+
+/// Reads from a memory buffer; ends when every writer is gone and the buffer is empty.
+#[derive(Debug)]
+pub struct MemoryReader {
+    rx: mpsc::UnboundedReceiver<Vec<LogEvent>>,
+    room: Arc<Semaphore>,
+    metrics: Arc<SinkMetrics>,
+}
+
+pub(crate) fn channel(
+    max_events: usize,
+    when_full: WhenFull,
+    metrics: Arc<SinkMetrics>,
+) -> Result<(MemoryWriter, MemoryReader), BufferError> {
+    if max_events == 0 || max_events > MAX_EVENTS {
+        return Err(BufferError::MaxEventsOutOfRange(max_events));
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let room = Arc::new(Semaphore::new(max_events));
+    let writer = MemoryWriter {
+        tx,
+        room: room.clone(),
+        max_events,
+        when_full,
+        metrics: metrics.clone(),
+    };
+    Ok((writer, MemoryReader { rx, room, metrics }))
+}
+
+impl MemoryWriter {
+    /// Writes `events`, in order.
+    pub async fn write(&self, mut events: Vec<LogEvent>) -> Result<(), SendClosed> {
+        while !events.is_empty() {
+            // A batch larger than the whole buffer goes in pieces.
+            let rest = if events.len() > self.max_events {
+                events.split_off(self.max_events)
+            } else {
+                Vec::new()
+            };
+            let wanted = events.len();
+            let granted = match self.when_full {
+                WhenFull::Block => {
+                    let permit = self
+                        .room
+                        .acquire_many(wanted as u32)
+                        .await
+                        .map_err(|_| SendClosed)?;
+                    permit.forget();
+                    wanted
+                }
+                WhenFull::DropNewest => self.take_available_room(wanted),
+            };
+            if granted < wanted {
+                let dropped = events.split_off(granted);
+                SinkMetrics::add(&self.metrics.dropped, dropped.len() as u64);
+                for event in dropped {
+                    // The buffer is full: these events end here and their sources hear so.
+                    event.settle(DeliveryStatus::Errored);
+                }
+            }
+            if !events.is_empty() {
+                let n = events.len() as u64;
+                SinkMetrics::add(&self.metrics.received, n);
+                SinkMetrics::add(&self.metrics.buffered, n);
+                if let Err(mpsc::error::SendError(returned)) = self.tx.send(events) {
+                    SinkMetrics::sub(&self.metrics.buffered, returned.len() as u64);
+                    return Err(SendClosed);
+                }
+            }
+            events = rest;
+        }
+        Ok(())
+    }
+
+    fn take_available_room(&self, wanted: usize) -> usize {
+        loop {
+            let available = self.room.available_permits().min(wanted);
+            if available == 0 {
+                return 0;
+            }
+            // Another writer may have taken room since we looked: try again with what is left.
+            if let Ok(permit) = self.room.try_acquire_many(available as u32) {
+                permit.forget();
+                return available;
+            }
+        }
+    }
+}
+
+impl Stream for MemoryReader {
+    type Item = Vec<LogEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some(batch)) => {
+                this.room.add_permits(batch.len());
+                SinkMetrics::sub(&this.metrics.buffered, batch.len() as u64);
+                Poll::Ready(Some(batch))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::BatchNotifier;
+    use futures::StreamExt;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    fn events(n: usize) -> Vec<LogEvent> {
+        (0..n).map(|i| LogEvent::from_message(i.to_string())).collect()
+    }
+
+    fn message(e: &LogEvent) -> String {
+        String::from_utf8(e.message().unwrap().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn preserves_order_and_splits_big_batches() {
+        let metrics = Arc::new(SinkMetrics::default());
+        let (w, mut r) = channel(3, WhenFull::Block, metrics.clone()).unwrap();
+        let writer = tokio::spawn(async move { w.write(events(7)).await });
+        let mut seen = Vec::new();
+        while let Some(batch) = r.next().await {
+            assert!(batch.len() <= 3);
+            seen.extend(batch.iter().map(message));
+        }
+        writer.await.unwrap().unwrap();
+        assert_eq!(seen, (0..7).map(|i| i.to_string()).collect::<Vec<_>>());
+        assert_eq!(metrics.received.load(Ordering::Relaxed), 7);
+        assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn blocked_writer_resumes_when_room_frees() {
+        let (w, mut r) = channel(2, WhenFull::Block, Arc::new(SinkMetrics::default())).unwrap();
+        w.write(events(2)).await.unwrap();
+        let w2 = w.clone();
+        let mut pending = tokio::spawn(async move { w2.write(events(1)).await });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut pending)
+                .await
+                .is_err(),
+            "should block while full"
+        );
+        assert_eq!(r.next().await.unwrap().len(), 2);
+        pending.await.unwrap().unwrap();
+        assert_eq!(r.next().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn drop_newest_counts_and_reports_what_it_dropped() {
+        let metrics = Arc::new(SinkMetrics::default());
+        let (w, mut r) = channel(2, WhenFull::DropNewest, metrics.clone()).unwrap();
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        let mut batch = events(3);
+        for e in &mut batch {
+            e.attach_notifier(&notifier);
+        }
+        drop(notifier);
+        w.write(batch).await.unwrap();
+        assert_eq!(metrics.dropped.load(Ordering::Relaxed), 1);
+        let kept = r.next().await.unwrap();
+        assert_eq!(kept.iter().map(message).collect::<Vec<_>>(), ["0", "1"]);
+        for e in kept {
+            e.settle(DeliveryStatus::Delivered);
+        }
+        assert_eq!(status.await, DeliveryStatus::Errored);
+    }
+}

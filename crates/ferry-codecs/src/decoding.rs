@@ -1,0 +1,132 @@
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use ferry_core::{Fields, LogEvent, TIMESTAMP, Value};
+use serde::Deserialize;
+
+use crate::json_decode::parse_json_object;
+
+/// How a source turns each line into an event (`decoding.codec`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodingCodec {
+    /// The line becomes the `message` field, unchanged (default).
+    #[default]
+    Bytes,
+    /// The line is a JSON object whose fields become the event's.
+    Json,
+}
+
+/// A source's `decoding` table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodingConfig {
+    /// `bytes` (default) or `json`.
+    #[serde(default)]
+    pub codec: DecodingCodec,
+}
+
+/// A line that the `json` decoder could not read; the source still emits it, as `message`.
+#[derive(Debug, thiserror::Error)]
+#[error("line is not a JSON object ({source}); kept as `message`")]
+pub struct DecodeError {
+    /// What the JSON parser said.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Turns lines into events.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Decoder {
+    codec: DecodingCodec,
+}
+
+impl Decoder {
+    /// The decoder for a source's `decoding` table.
+    pub fn new(config: &DecodingConfig) -> Self {
+        Self { codec: config.codec }
+    }
+
+    /// Decodes one line (without its line terminator).
+    ///
+    /// Never loses the line: when JSON decoding fails the event holds the raw line as
+    /// `message`, and the error is returned beside it for the source to count and report.
+    /// A decoded `timestamp` string in RFC 3339 becomes a timestamp value; the caller adds
+    /// `host` and the ingestion `timestamp` when they are absent.
+    pub fn decode(&self, line: Bytes) -> (LogEvent, Option<DecodeError>) {
+        match self.codec {
+            DecodingCodec::Bytes => (LogEvent::from_message(line), None),
+            DecodingCodec::Json => match parse_json_object(&line) {
+                Ok(mut fields) => {
+                    promote_timestamp(&mut fields);
+                    (LogEvent::from_fields(fields), None)
+                }
+                Err(source) => (LogEvent::from_message(line), Some(DecodeError { source })),
+            },
+        }
+    }
+}
+
+fn promote_timestamp(fields: &mut Fields) {
+    let Some(slot) = fields.get_mut(TIMESTAMP) else {
+        return;
+    };
+    let Value::Bytes(text) = slot else { return };
+    let parsed = std::str::from_utf8(text)
+        .ok()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+    if let Some(t) = parsed {
+        *slot = Value::Timestamp(t.with_timezone(&Utc));
+    }
+}
+
+/// Fills in the standard fields a source guarantees: `host` and the ingestion `timestamp`
+/// when the decoded event has none (decoded fields win).
+pub fn add_standard_fields(event: &mut LogEvent, host: &Bytes, now: DateTime<Utc>) {
+    let fields = event.fields_mut();
+    if !fields.contains(ferry_core::HOST) {
+        fields.insert(ferry_core::HOST, Value::Bytes(host.clone()));
+    }
+    if !fields.contains(TIMESTAMP) {
+        fields.insert(TIMESTAMP, Value::Timestamp(now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_timestamp_in_rfc3339_becomes_a_timestamp() {
+        let d = Decoder::new(&DecodingConfig {
+            codec: DecodingCodec::Json,
+        });
+        let (e, err) = d.decode(Bytes::from_static(
+            br#"{"timestamp":"2026-11-25T10:00:00+01:00","m":1}"#,
+        ));
+        assert!(err.is_none());
+        assert_eq!(e.timestamp().unwrap().to_rfc3339(), "2026-11-25T09:00:00+00:00");
+        let (e, _) = d.decode(Bytes::from_static(br#"{"timestamp":"yesterday"}"#));
+        assert_eq!(e.fields().get(TIMESTAMP), Some(&Value::from("yesterday")));
+    }
+
+    #[test]
+    fn invalid_json_keeps_the_line_as_message() {
+        let d = Decoder::new(&DecodingConfig {
+            codec: DecodingCodec::Json,
+        });
+        let (e, err) = d.decode(Bytes::from_static(b"{not json"));
+        assert!(err.is_some());
+        assert_eq!(e.message().map(|b| &b[..]), Some(&b"{not json"[..]));
+    }
+
+    #[test]
+    fn standard_fields_do_not_override_decoded_ones() {
+        let d = Decoder::new(&DecodingConfig {
+            codec: DecodingCodec::Json,
+        });
+        let (mut e, _) = d.decode(Bytes::from_static(br#"{"host":"web-7"}"#));
+        add_standard_fields(&mut e, &Bytes::from_static(b"me"), Utc::now());
+        assert_eq!(e.fields().get("host"), Some(&Value::from("web-7")));
+        assert!(e.timestamp().is_some());
+    }
+}

@@ -1,0 +1,519 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ferry_core::component::registered_components;
+use ferry_core::{ComponentKind, ConfigIssue, SinkConfig, SourceConfig};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ConfigError, ConfigErrors, is_secret_key, redact};
+use crate::interpolate::interpolate;
+use crate::locate::{SpannedFile, split_key_path};
+
+/// One configured component: its ID, the file it came from, and its parsed configuration.
+#[derive(Debug)]
+pub struct Component<T: ?Sized> {
+    /// The key of its `[sources.ID]` / `[sinks.ID]` table.
+    pub id: String,
+    /// The file defining it.
+    pub file: PathBuf,
+    /// Its configuration.
+    pub config: Box<T>,
+}
+
+/// A validated configuration: every source and sink parsed, every input resolved.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// The top-level `data_dir`, if set (see [`crate::resolve_data_dir`]).
+    pub data_dir: Option<PathBuf>,
+    /// The sources, in file order.
+    pub sources: Vec<Component<dyn SourceConfig>>,
+    /// The sinks, in file order.
+    pub sinks: Vec<Component<dyn SinkConfig>>,
+}
+
+const TOP_LEVEL_KEYS: &str = "`data_dir`, `sources`, `sinks`";
+
+/// Loads and validates the given files as one configuration, reading environment variables
+/// from the process environment.
+pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
+    let mut inputs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => inputs.push((path.clone(), text)),
+            Err(e) => errors.push(ConfigError {
+                file: path.clone(),
+                position: None,
+                component: None,
+                key: None,
+                message: format!("cannot read the file: {e}"),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    load_texts(inputs, &|name| std::env::var(name).ok())
+}
+
+/// Loads and validates one configuration text; `file` names it in errors and `env` supplies
+/// environment variables.
+pub fn load_str(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    load_texts(vec![(file.to_owned(), text.to_owned())], env)
+}
+
+struct Loader {
+    config: Config,
+    errors: Vec<ConfigError>,
+    /// Where each ID was first defined, to report duplicates across files and kinds.
+    defined: HashMap<String, (PathBuf, ComponentKind)>,
+    /// Each file's spans, for positions in the checks that span files.
+    spans: HashMap<PathBuf, SpannedFile>,
+    /// Every defined source ID, parsed or not (a broken source is not also an unknown input).
+    source_ids: Vec<String>,
+    /// Every sink's `inputs` as written, parsed or not, so input problems are reported in the
+    /// same run as the sink's other problems: (file, sink ID, inputs).
+    sink_inputs: Vec<(PathBuf, String, Vec<String>)>,
+}
+
+fn load_texts(
+    inputs: Vec<(PathBuf, String)>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut loader = Loader {
+        config: Config::default(),
+        errors: Vec::new(),
+        defined: HashMap::new(),
+        spans: HashMap::new(),
+        source_ids: Vec::new(),
+        sink_inputs: Vec::new(),
+    };
+    let first_file = inputs.first().map(|(p, _)| p.clone()).unwrap_or_default();
+    for (file, raw) in inputs {
+        loader.load_file(&file, &raw, env);
+    }
+    loader.check_graph(&first_file);
+    if loader.errors.is_empty() {
+        Ok(loader.config)
+    } else {
+        Err(ConfigErrors(loader.errors))
+    }
+}
+
+impl Loader {
+    fn error(
+        &mut self,
+        file: &Path,
+        position: Option<(usize, usize)>,
+        component: Option<String>,
+        key: Option<String>,
+        message: String,
+    ) {
+        let message = match &key {
+            Some(key) if is_secret_key(key) => redact(&message),
+            _ => message,
+        };
+        self.errors.push(ConfigError {
+            file: file.to_owned(),
+            position,
+            component,
+            key,
+            message,
+        });
+    }
+
+    fn load_file(&mut self, file: &Path, raw: &str, env: &dyn Fn(&str) -> Option<String>) {
+        let text = match interpolate(raw, env) {
+            Ok(text) => text,
+            Err(errors) => {
+                for e in errors {
+                    self.error(file, Some((e.line(), 1)), None, None, e.to_string());
+                }
+                return;
+            }
+        };
+        let spans = SpannedFile::new(text.clone());
+        let table: toml::Table = match text.parse() {
+            Ok(table) => table,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                let position = e.span().map(|s| spans.line_column(s.start));
+                self.error(
+                    file,
+                    position,
+                    None,
+                    None,
+                    format!("not valid TOML: {}", e.message()),
+                );
+                return;
+            }
+        };
+        self.load_table(file, &spans, table);
+        self.spans.insert(file.to_owned(), spans);
+    }
+
+    fn load_table(&mut self, file: &Path, spans: &SpannedFile, table: toml::Table) {
+        for (key, value) in table {
+            match key.as_str() {
+                "data_dir" => match value {
+                    toml::Value::String(dir) => self.config.data_dir = Some(PathBuf::from(dir)),
+                    other => self.error(
+                        file,
+                        spans.position(&["data_dir"]),
+                        None,
+                        Some(key.clone()),
+                        format!("expected a directory path string, found {}", other.type_str()),
+                    ),
+                },
+                "sources" => self.load_components(file, spans, ComponentKind::Source, value),
+                "sinks" => self.load_components(file, spans, ComponentKind::Sink, value),
+                _ => self.error(
+                    file,
+                    spans.position(&[&key]),
+                    None,
+                    Some(key.clone()),
+                    format!("unknown top-level key; expected one of {TOP_LEVEL_KEYS}"),
+                ),
+            }
+        }
+    }
+
+    fn load_components(&mut self, file: &Path, spans: &SpannedFile, kind: ComponentKind, value: toml::Value) {
+        let table_name = kind.table();
+        let toml::Value::Table(components) = value else {
+            self.error(
+                file,
+                spans.position(&[table_name]),
+                None,
+                Some(table_name.to_owned()),
+                format!(
+                    "expected a table of {table_name} (`[{table_name}.ID]`), found {}",
+                    value.type_str()
+                ),
+            );
+            return;
+        };
+        for (id, body) in components {
+            let component = format!("{table_name}.{id}");
+            let at = |key: &[&str]| {
+                let mut path = vec![table_name, id.as_str()];
+                path.extend_from_slice(key);
+                spans.position(&path)
+            };
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                self.error(
+                    file,
+                    at(&[]),
+                    Some(component.clone()),
+                    None,
+                    "a component ID may hold only letters, digits, `_` and `-`".into(),
+                );
+                continue;
+            }
+            let toml::Value::Table(body) = body else {
+                self.error(
+                    file,
+                    at(&[]),
+                    Some(component),
+                    None,
+                    format!("expected a table, found {}", body.type_str()),
+                );
+                continue;
+            };
+            if let Some((first_file, first_kind)) = self.defined.get(&id) {
+                let message = format!(
+                    "ID `{id}` is already used by the {} defined in {}; component IDs must be unique",
+                    first_kind.as_str(),
+                    first_file.display()
+                );
+                self.error(file, at(&[]), Some(component), None, message);
+                continue;
+            }
+            self.defined.insert(id.clone(), (file.to_owned(), kind));
+            match kind {
+                ComponentKind::Source => self.source_ids.push(id.clone()),
+                ComponentKind::Sink => {
+                    if let Some(toml::Value::Array(inputs)) = body.get("inputs") {
+                        let inputs = inputs
+                            .iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect();
+                        self.sink_inputs.push((file.to_owned(), id.clone(), inputs));
+                    }
+                }
+            }
+            let Some(type_name) = self.check_type(file, &at(&["type"]), &component, kind, &body) else {
+                continue;
+            };
+            match kind {
+                ComponentKind::Source => {
+                    if let Some(config) = self
+                        .parse_component::<Box<dyn SourceConfig>>(file, spans, &component, &type_name, body)
+                    {
+                        self.report_issues(file, spans, &component, config.validate());
+                        self.config.sources.push(Component {
+                            id,
+                            file: file.to_owned(),
+                            config,
+                        });
+                    }
+                }
+                ComponentKind::Sink => {
+                    if let Some(config) =
+                        self.parse_component::<Box<dyn SinkConfig>>(file, spans, &component, &type_name, body)
+                    {
+                        self.report_issues(file, spans, &component, config.validate());
+                        self.config.sinks.push(Component {
+                            id,
+                            file: file.to_owned(),
+                            config,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks `type` against the registered components; returns it when it is known.
+    fn check_type(
+        &mut self,
+        file: &Path,
+        position: &Option<(usize, usize)>,
+        component: &str,
+        kind: ComponentKind,
+        body: &toml::Table,
+    ) -> Option<String> {
+        let known: Vec<&str> = registered_components()
+            .into_iter()
+            .filter(|d| d.kind == kind)
+            .map(|d| d.type_name)
+            .collect();
+        let listing = known
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let type_name = match body.get("type") {
+            None => {
+                self.error(
+                    file,
+                    *position,
+                    Some(component.to_owned()),
+                    Some("type".into()),
+                    format!(
+                        "missing; set it to one of the known {} types: {listing}",
+                        kind.as_str()
+                    ),
+                );
+                return None;
+            }
+            Some(toml::Value::String(t)) => t.clone(),
+            Some(other) => {
+                self.error(
+                    file,
+                    *position,
+                    Some(component.to_owned()),
+                    Some("type".into()),
+                    format!(
+                        "expected a string naming the {} type ({listing}), found {}",
+                        kind.as_str(),
+                        other.type_str()
+                    ),
+                );
+                return None;
+            }
+        };
+        if known.contains(&type_name.as_str()) {
+            return Some(type_name);
+        }
+        let other_kind = registered_components()
+            .into_iter()
+            .any(|d| d.kind != kind && d.type_name == type_name);
+        let hint = if other_kind {
+            format!(
+                " (`{type_name}` is a {}, not a {})",
+                if kind == ComponentKind::Source {
+                    "sink"
+                } else {
+                    "source"
+                },
+                kind.as_str()
+            )
+        } else {
+            String::new()
+        };
+        self.error(
+            file,
+            *position,
+            Some(component.to_owned()),
+            Some("type".into()),
+            format!(
+                "unknown {} type `{type_name}`{hint}; known {} types: {listing}",
+                kind.as_str(),
+                kind.as_str()
+            ),
+        );
+        None
+    }
+
+    fn parse_component<T: DeserializeOwned>(
+        &mut self,
+        file: &Path,
+        spans: &SpannedFile,
+        component: &str,
+        type_name: &str,
+        body: toml::Table,
+    ) -> Option<T> {
+        // typetag reads the tag and then streams the rest of the table through; with `type`
+        // first nothing is buffered, so serde_path_to_error can follow every key.
+        let mut ordered = toml::Table::new();
+        ordered.insert("type".into(), toml::Value::String(type_name.to_owned()));
+        ordered.extend(body.into_iter().filter(|(k, _)| k != "type"));
+        match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(ordered)) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                let path = e.path().to_string();
+                let message = e.inner().to_string();
+                let message = message.trim_end().to_owned();
+                let (key, message) = describe_serde_error(&path, &message);
+                let mut lookup: Vec<String> = component.splitn(2, '.').map(str::to_owned).collect();
+                if let Some(key) = &key {
+                    lookup.extend(split_key_path(key));
+                }
+                let lookup: Vec<&str> = lookup.iter().map(String::as_str).collect();
+                self.error(
+                    file,
+                    spans.position(&lookup),
+                    Some(component.to_owned()),
+                    key,
+                    message,
+                );
+                None
+            }
+        }
+    }
+
+    fn report_issues(&mut self, file: &Path, spans: &SpannedFile, component: &str, issues: Vec<ConfigIssue>) {
+        for issue in issues {
+            let mut lookup: Vec<String> = component.splitn(2, '.').map(str::to_owned).collect();
+            lookup.extend(split_key_path(&issue.key));
+            let lookup: Vec<&str> = lookup.iter().map(String::as_str).collect();
+            let position = spans.position(&lookup);
+            self.error(
+                file,
+                position,
+                Some(component.to_owned()),
+                Some(issue.key),
+                issue.message,
+            );
+        }
+    }
+
+    /// Checks that sinks have inputs and that every input names a source.
+    fn check_graph(&mut self, first_file: &Path) {
+        let sources = &self.source_ids;
+        let listing = if sources.is_empty() {
+            "none are configured".to_owned()
+        } else {
+            format!(
+                "known sources: {}",
+                sources
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let mut problems = Vec::new();
+        for (file, sink, inputs) in &self.sink_inputs {
+            let component = format!("sinks.{sink}");
+            if inputs.is_empty() {
+                problems.push((
+                    file.clone(),
+                    sink.clone(),
+                    component.clone(),
+                    format!("must name at least one source ({listing})"),
+                ));
+            }
+            for input in inputs {
+                if !sources.contains(input) {
+                    let what = if self.sink_inputs.iter().any(|(_, s, _)| s == input) {
+                        format!("`{input}` is a sink; inputs must be sources ({listing})")
+                    } else {
+                        format!("unknown input `{input}` ({listing})")
+                    };
+                    problems.push((file.clone(), sink.clone(), component.clone(), what));
+                }
+            }
+        }
+        for (file, sink, component, message) in problems {
+            let position = self
+                .spans
+                .get(&file)
+                .and_then(|s| s.position(&["sinks", &sink, "inputs"]));
+            self.error(&file, position, Some(component), Some("inputs".into()), message);
+        }
+        if self.errors.is_empty() {
+            if self.config.sources.is_empty() {
+                self.error(
+                    first_file,
+                    None,
+                    None,
+                    Some("sources".into()),
+                    "no sources are configured; add a `[sources.ID]` table".into(),
+                );
+            }
+            if self.config.sinks.is_empty() {
+                self.error(
+                    first_file,
+                    None,
+                    None,
+                    Some("sinks".into()),
+                    "no sinks are configured; add a `[sinks.ID]` table".into(),
+                );
+            }
+        }
+    }
+}
+
+/// Turns a serde error at `path` into the key to blame and a message that says what was
+/// expected. Unknown-field errors are reported at the unknown key itself.
+fn describe_serde_error(path: &str, message: &str) -> (Option<String>, String) {
+    // Index suffixes (`only_fields[0]`) point inside a value; the key is what the user wrote.
+    let path = match path.find('[') {
+        Some(i) => &path[..i],
+        None => path,
+    };
+    let at_path = if path == "." || path.is_empty() {
+        None
+    } else {
+        Some(path.to_owned())
+    };
+    let child = |field: &str| match &at_path {
+        // serde_path_to_error already includes an unknown field in the path; a missing one
+        // is not.
+        Some(p) if p == field || p.ends_with(&format!(".{field}")) => p.clone(),
+        Some(p) => format!("{p}.{field}"),
+        None => field.to_owned(),
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let expected = expected.trim_start_matches(", ");
+        return (Some(child(field)), format!("unknown key; {expected}"));
+    }
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        return (Some(child(field)), "missing; this key is required".to_owned());
+    }
+    (at_path, message.to_owned())
+}

@@ -1,0 +1,216 @@
+//! The contract between the runner and the components it assembles.
+//!
+//! A component crate provides a config struct that mirrors its TOML table, implements
+//! [`SourceConfig`] or [`SinkConfig`] with `#[typetag::deserialize(name = "...")]`, and
+//! submits a [`ComponentDescriptor`]:
+//!
+//! ```ignore
+//! #[typetag::deserialize(name = "console")]
+//! impl SinkConfig for ConsoleSinkConfig { /* ... */ }
+//!
+//! inventory::submit! {
+//!     ComponentDescriptor {
+//!         kind: ComponentKind::Sink,
+//!         type_name: "console",
+//!         description: "Writes encoded events to standard output.",
+//!         example: "[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+//!     }
+//! }
+//! ```
+//!
+//! Nothing in the runner names the crate beyond a dependency line.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::BoxError;
+use crate::buffer_config::BufferConfig;
+use crate::event::LogEvent;
+use crate::metrics::SinkMetrics;
+
+/// Whether a component produces or consumes events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ComponentKind {
+    /// Reads events from the outside world.
+    Source,
+    /// Writes events to the outside world.
+    Sink,
+}
+
+impl ComponentKind {
+    /// `source` or `sink`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentKind::Source => "source",
+            ComponentKind::Sink => "sink",
+        }
+    }
+
+    /// The top-level table holding this kind: `sources` or `sinks`.
+    pub fn table(self) -> &'static str {
+        match self {
+            ComponentKind::Source => "sources",
+            ComponentKind::Sink => "sinks",
+        }
+    }
+}
+
+/// What every component tells the runner about itself, collected through `inventory`.
+#[derive(Debug)]
+pub struct ComponentDescriptor {
+    /// Source or sink.
+    pub kind: ComponentKind,
+    /// The `type = "..."` value selecting it (the same name given to `typetag`).
+    pub type_name: &'static str,
+    /// One line for `ferry list`.
+    pub description: &'static str,
+    /// A complete, valid TOML example of its table.
+    pub example: &'static str,
+}
+
+inventory::collect!(ComponentDescriptor);
+
+/// Every registered component, sources first, each kind sorted by name.
+pub fn registered_components() -> Vec<&'static ComponentDescriptor> {
+    let mut all: Vec<_> = inventory::iter::<ComponentDescriptor>.into_iter().collect();
+    all.sort_by_key(|d| (d.kind, d.type_name));
+    all
+}
+
+/// A problem with one key of a component's configuration, found after it parsed: the key is
+/// relative to the component's table (`buffer.max_size`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The offending key, relative to the component.
+    pub key: String,
+    /// What was expected.
+    pub message: String,
+}
+
+impl ConfigIssue {
+    /// An issue with `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a source sends its batches. Sending waits while downstream buffers are full, which is
+/// how backpressure reaches the source.
+#[derive(Clone, Debug)]
+pub struct SourceSender {
+    tx: mpsc::Sender<Vec<LogEvent>>,
+}
+
+/// Downstream stopped accepting events (the topology is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline is shutting down and no longer accepts events")]
+pub struct SendClosed;
+
+impl SourceSender {
+    /// A sender and the receiving end the topology drains. `capacity` is in batches.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Vec<LogEvent>>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { tx }, rx)
+    }
+
+    /// Sends one batch, waiting for room.
+    pub async fn send_batch(&self, events: Vec<LogEvent>) -> Result<(), SendClosed> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(events).await.map_err(|_| SendClosed)
+    }
+
+    /// Sends one batch from a thread outside the async runtime, blocking it while there is no
+    /// room. Must not be called from an async task.
+    pub fn blocking_send_batch(&self, events: Vec<LogEvent>) -> Result<(), SendClosed> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.tx.blocking_send(events).map_err(|_| SendClosed)
+    }
+}
+
+/// What a source gets when it is built.
+#[derive(Debug)]
+pub struct SourceContext {
+    /// The source's ID (the key of its `[sources.ID]` table).
+    pub id: String,
+    /// Where its events go.
+    pub out: SourceSender,
+    /// Cancelled when the source must stop reading (signal or shutdown).
+    pub shutdown: CancellationToken,
+}
+
+/// A running source: completes at end of input or after `shutdown` fired.
+pub type SourceTask = BoxFuture<'static, Result<(), BoxError>>;
+
+/// A source's configuration, deserialized from its `[sources.ID]` table by `type`.
+#[typetag::deserialize(tag = "type")]
+pub trait SourceConfig: std::fmt::Debug + Send + Sync {
+    /// Problems the parser cannot see (values that depend on each other).
+    fn validate(&self) -> Vec<ConfigIssue> {
+        Vec::new()
+    }
+
+    /// Builds the running source.
+    fn build(&self, cx: SourceContext) -> Result<SourceTask, BoxError>;
+}
+
+/// The batches a sink reads from its buffer; it ends when every input has ended and the buffer
+/// is drained.
+pub type EventStream = Pin<Box<dyn Stream<Item = Vec<LogEvent>> + Send>>;
+
+/// A sink's start-up check that its destination is reachable.
+pub type Healthcheck = BoxFuture<'static, Result<(), BoxError>>;
+
+/// What a sink gets when it is built.
+#[derive(Clone, Debug)]
+pub struct SinkContext {
+    /// The sink's ID (the key of its `[sinks.ID]` table).
+    pub id: String,
+    /// Its counters.
+    pub metrics: Arc<SinkMetrics>,
+    /// The global data directory (for state such as disk buffers).
+    pub data_dir: PathBuf,
+}
+
+/// A built sink, waiting for its input.
+pub trait SinkRunner: Send {
+    /// Consumes `input` until it ends, settling every event's finalizer, and flushes.
+    fn run(self: Box<Self>, input: EventStream) -> BoxFuture<'static, Result<(), BoxError>>;
+}
+
+/// A sink's configuration, deserialized from its `[sinks.ID]` table by `type`.
+///
+/// The sink's struct declares `inputs`, `buffer` and `healthcheck` itself (serde cannot deny
+/// unknown fields across a flattened struct), and exposes them through these methods.
+#[typetag::deserialize(tag = "type")]
+pub trait SinkConfig: std::fmt::Debug + Send + Sync {
+    /// The IDs of the sources feeding it.
+    fn inputs(&self) -> &[String];
+
+    /// Its `buffer` table.
+    fn buffer(&self) -> &BufferConfig;
+
+    /// Whether its health check runs at start.
+    fn healthcheck_enabled(&self) -> bool;
+
+    /// Problems the parser cannot see (values that depend on each other).
+    fn validate(&self) -> Vec<ConfigIssue> {
+        self.buffer().validate()
+    }
+
+    /// Builds the sink and its health check. Must not touch the network: the health check
+    /// does that.
+    fn build(&self, cx: SinkContext) -> Result<(Box<dyn SinkRunner>, Healthcheck), BoxError>;
+}

@@ -1,0 +1,68 @@
+//! Per-sink counters behind the periodic and final summary lines.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters one sink and its buffer update; the topology reads them for its summary lines.
+/// Each counter is defined here and nowhere else.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    /// Events that entered the sink's buffer.
+    pub received: AtomicU64,
+    /// Events the destination confirmed.
+    pub delivered: AtomicU64,
+    /// Failed attempts that were (or will be) sent again.
+    pub retried: AtomicU64,
+    /// Events refused for good (template error, too large, invalid).
+    pub rejected: AtomicU64,
+    /// Events a full `drop_newest` buffer dropped.
+    pub dropped: AtomicU64,
+    /// Events waiting in the buffer right now.
+    pub buffered: AtomicU64,
+    /// Events handed to the destination and not yet confirmed.
+    pub in_flight: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SinkMetricsSnapshot {
+    /// See [`SinkMetrics::received`].
+    pub received: u64,
+    /// See [`SinkMetrics::delivered`].
+    pub delivered: u64,
+    /// See [`SinkMetrics::retried`].
+    pub retried: u64,
+    /// See [`SinkMetrics::rejected`].
+    pub rejected: u64,
+    /// See [`SinkMetrics::dropped`].
+    pub dropped: u64,
+    /// See [`SinkMetrics::buffered`].
+    pub buffered: u64,
+    /// See [`SinkMetrics::in_flight`].
+    pub in_flight: u64,
+}
+
+impl SinkMetrics {
+    /// Adds `n` to `counter` (relaxed: these are statistics, not synchronisation).
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Subtracts `n` from a gauge.
+    pub fn sub(counter: &AtomicU64, n: u64) {
+        counter.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> SinkMetricsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SinkMetricsSnapshot {
+            received: r(&self.received),
+            delivered: r(&self.delivered),
+            retried: r(&self.retried),
+            rejected: r(&self.rejected),
+            dropped: r(&self.dropped),
+            buffered: r(&self.buffered),
+            in_flight: r(&self.in_flight),
+        }
+    }
+}

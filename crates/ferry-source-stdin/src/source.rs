@@ -1,0 +1,110 @@
+use std::io::Read;
+
+use bytes::Bytes;
+use chrono::Utc;
+use ferry_codecs::{Decoder, add_standard_fields};
+use ferry_core::rate_limit::WarnLimiter;
+use ferry_core::{BoxError, LogEvent, SourceContext};
+use tokio::sync::mpsc;
+
+use crate::config::StdinSourceConfig;
+use crate::lines::LineSplitter;
+
+const READ_SIZE: usize = 256 * 1024;
+
+/// Reads stdin on a thread of its own (a blocking read cannot be cancelled) and forwards its
+/// batches until end of input or shutdown.
+///
+/// The thread does not hold the pipeline's sender: on shutdown this task returns and drops the
+/// sender, so the pipeline can drain even while the thread is still stuck in `read`.
+pub(crate) async fn run(config: StdinSourceConfig, cx: SourceContext) -> Result<(), BoxError> {
+    let (tx, mut rx) = mpsc::channel::<Vec<LogEvent>>(2);
+    let source_id = cx.id.clone();
+    std::thread::Builder::new()
+        .name(format!("stdin-{source_id}"))
+        .spawn(move || read_stdin(config, source_id, tx))?;
+    loop {
+        tokio::select! {
+            biased;
+            batch = rx.recv() => match batch {
+                Some(batch) => {
+                    if cx.out.send_batch(batch).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            () = cx.shutdown.cancelled() => {
+                // Forward what was already read, then stop.
+                while let Ok(batch) = rx.try_recv() {
+                    if cx.out.send_batch(batch).await.is_err() {
+                        break;
+                    }
+                }
+                tracing::debug!(source = %cx.id, "stdin source stopped by shutdown");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_stdin(config: StdinSourceConfig, source_id: String, tx: mpsc::Sender<Vec<LogEvent>>) {
+    let host = Bytes::from(gethostname::gethostname().to_string_lossy().into_owned());
+    let decoder = Decoder::new(&config.decoding);
+    let undecodable = WarnLimiter::default();
+    let oversized = WarnLimiter::default();
+    let mut splitter = LineSplitter::new(config.max_line_bytes);
+    let mut lines = Vec::new();
+    let mut stdin = std::io::stdin().lock();
+    let emit = |lines: &mut Vec<Bytes>| -> bool {
+        if lines.is_empty() {
+            return true;
+        }
+        let now = Utc::now();
+        let mut batch = Vec::with_capacity(lines.len());
+        for line in lines.drain(..) {
+            let (mut event, error) = decoder.decode(line);
+            if let Some(error) = error
+                && let Some(suppressed) = undecodable.check()
+            {
+                tracing::warn!(source = %source_id, suppressed, "{error}");
+            }
+            add_standard_fields(&mut event, &host, now);
+            batch.push(event);
+        }
+        tx.blocking_send(batch).is_ok()
+    };
+    loop {
+        let buf = splitter.spare(READ_SIZE);
+        let start = buf.len();
+        buf.resize(start + READ_SIZE, 0);
+        let read = match stdin.read(&mut buf[start..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                buf.truncate(start);
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(source = %source_id, error = %e, "cannot read standard input; stopping this source");
+                buf.truncate(start);
+                break;
+            }
+        };
+        buf.truncate(start + read);
+        if read == 0 {
+            break;
+        }
+        let cut = splitter.drain_lines(&mut lines);
+        if cut > 0
+            && let Some(suppressed) = oversized.check()
+        {
+            tracing::warn!(source = %source_id, lines = cut, suppressed, max_line_bytes = config.max_line_bytes, "line longer than max_line_bytes split into several events");
+        }
+        if !emit(&mut lines) {
+            return;
+        }
+    }
+    lines.extend(splitter.finish());
+    emit(&mut lines);
+}

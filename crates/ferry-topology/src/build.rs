@@ -1,0 +1,168 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_buffers::BufferWriter;
+use ferry_config::{Config, resolve_data_dir};
+use ferry_core::{
+    BoxError, EventStream, Healthcheck, SinkContext, SinkMetrics, SinkRunner, SourceContext, SourceSender,
+    SourceTask,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A component that could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The data directory is unusable.
+    #[error(transparent)]
+    DataDir(#[from] ferry_config::DataDirError),
+    /// A component's `build` failed.
+    #[error("cannot start {kind} `{id}`: {source}")]
+    Component {
+        /// `source` or `sink`.
+        kind: &'static str,
+        /// Its ID.
+        id: String,
+        /// What went wrong.
+        source: BoxError,
+    },
+}
+
+/// A built sink, not yet running.
+pub(crate) struct BuiltSink {
+    pub(crate) id: String,
+    pub(crate) runner: Box<dyn SinkRunner>,
+    pub(crate) healthcheck: Option<Healthcheck>,
+    pub(crate) metrics: Arc<SinkMetrics>,
+    pub(crate) writer: BufferWriter,
+    pub(crate) reader: EventStream,
+}
+
+/// A built source, not yet running, with the receiving end of its sender.
+pub(crate) struct BuiltSource {
+    pub(crate) id: String,
+    pub(crate) task: SourceTask,
+    pub(crate) output: mpsc::Receiver<Vec<ferry_core::LogEvent>>,
+    /// The sinks it feeds, by index into `Pipeline::sinks`.
+    pub(crate) sinks: Vec<usize>,
+}
+
+/// Every component of a configuration, built and wired but not running.
+pub struct Pipeline {
+    pub(crate) sources: Vec<BuiltSource>,
+    pub(crate) sinks: Vec<BuiltSink>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Batches in flight between a source and its fan-out: small, so backpressure is prompt.
+const SOURCE_CHANNEL_BATCHES: usize = 2;
+
+/// Builds every component of `config`; reports every failure, not only the first.
+pub fn build_pipeline(config: &Config) -> Result<Pipeline, Vec<BuildError>> {
+    let data_dir = resolve_data_dir(config.data_dir.as_deref()).map_err(|e| vec![BuildError::from(e)])?;
+    let shutdown = CancellationToken::new();
+    let mut errors = Vec::new();
+    let mut sinks = Vec::new();
+    let mut sink_index = HashMap::new();
+    for sink in &config.sinks {
+        let metrics = Arc::new(SinkMetrics::default());
+        let cx = SinkContext {
+            id: sink.id.clone(),
+            metrics: metrics.clone(),
+            data_dir: data_dir.clone(),
+        };
+        let built = sink.config.build(cx).and_then(|(runner, healthcheck)| {
+            let (writer, reader) = ferry_buffers::build(sink.config.buffer(), metrics.clone())?;
+            Ok((runner, healthcheck, writer, reader))
+        });
+        match built {
+            Ok((runner, healthcheck, writer, reader)) => {
+                sink_index.insert(sink.id.clone(), sinks.len());
+                sinks.push(BuiltSink {
+                    id: sink.id.clone(),
+                    runner,
+                    healthcheck: sink.config.healthcheck_enabled().then_some(healthcheck),
+                    metrics,
+                    writer,
+                    reader,
+                });
+            }
+            Err(source) => errors.push(BuildError::Component {
+                kind: "sink",
+                id: sink.id.clone(),
+                source,
+            }),
+        }
+    }
+    let mut sources = Vec::new();
+    for source in &config.sources {
+        let (out, output) = SourceSender::new(SOURCE_CHANNEL_BATCHES);
+        let cx = SourceContext {
+            id: source.id.clone(),
+            out,
+            shutdown: shutdown.child_token(),
+        };
+        match source.config.build(cx) {
+            Ok(task) => {
+                let fed = config
+                    .sinks
+                    .iter()
+                    .filter(|s| s.config.inputs().contains(&source.id))
+                    .filter_map(|s| sink_index.get(&s.id).copied())
+                    .collect::<Vec<_>>();
+                if fed.is_empty() && errors.is_empty() {
+                    tracing::warn!(source = %source.id, "no sink reads from this source; its events are discarded");
+                }
+                sources.push(BuiltSource {
+                    id: source.id.clone(),
+                    task,
+                    output,
+                    sinks: fed,
+                });
+            }
+            Err(e) => errors.push(BuildError::Component {
+                kind: "source",
+                id: source.id.clone(),
+                source: e,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Pipeline {
+            sources,
+            sinks,
+            shutdown,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Runs every enabled health check at once, each bounded by `timeout`; logs each result and
+/// returns the failures as (sink ID, reason).
+pub async fn check_health(pipeline: &mut Pipeline, timeout: Duration) -> Vec<(String, String)> {
+    let checks = pipeline.sinks.iter_mut().filter_map(|sink| {
+        let check = sink.healthcheck.take()?;
+        let id = sink.id.clone();
+        Some(async move {
+            let result = match tokio::time::timeout(timeout, check).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
+            };
+            (id, result)
+        })
+    });
+    let mut failures = Vec::new();
+    for (id, result) in futures::future::join_all(checks).await {
+        match result {
+            Ok(()) => tracing::info!(sink = %id, "health check passed"),
+            Err(reason) => {
+                tracing::error!(sink = %id, "health check failed: {reason}");
+                failures.push((id, reason));
+            }
+        }
+    }
+    failures
+}

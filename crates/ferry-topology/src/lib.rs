@@ -1,0 +1,31 @@
+//! # ferry-topology
+//!
+//! Builds the pipeline a [`ferry_config::Config`] describes and runs it to the end:
+//!
+//! ```text
+//! source ──▶ fan-out ──▶ buffer (per sink) ──▶ sink ──▶ destination
+//!    ▲                                            │
+//!    └──────────── acknowledgements ◀─────────────┘
+//! ```
+//!
+//! - Every sink is built and, unless disabled, health-checked before any source starts. A
+//!   failed check is logged and the run goes on, unless [`RunOptions::require_healthy`] is set:
+//!   then [`run`] returns [`RunOutcome::Unhealthy`] before any input is read.
+//! - Channels are bounded everywhere; a full sink buffer (`when_full = "block"`) makes the
+//!   fan-out wait, which makes the source wait.
+//! - Shutdown begins at end of input (every source finished) or at the first SIGINT/SIGTERM:
+//!   sources stop, the fan-outs end, buffers drain, sinks flush. All of it must finish within
+//!   [`RunOptions::shutdown_timeout`]; what is still unconfirmed then is reported
+//!   ([`RunOutcome::Unfinished`]). A second signal ends the run at once ([`RunOutcome::Aborted`]).
+//! - One summary line per sink is logged every [`RunOptions::summary_interval`] and once at
+//!   exit (`final summary`): received, delivered, retried, rejected, dropped, buffered,
+//!   in flight.
+
+mod build;
+mod run;
+mod signals;
+mod summary;
+
+pub use build::{BuildError, Pipeline, build_pipeline, check_health};
+pub use run::{RunOptions, RunOutcome, run};
+pub use signals::Signals;

@@ -1,0 +1,152 @@
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ferry_config::Config;
+use ferry_core::component::registered_components;
+use ferry_topology::{RunOptions, RunOutcome, Signals};
+
+use crate::cli::{Cli, Command, ConfigArgs, RunArgs, ValidateArgs};
+
+/// Status for a second signal, as a shell reports death by SIGINT.
+const EXIT_ABORTED: u8 = 130;
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::List { examples }) => {
+            list(examples);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Validate(args)) => validate(args),
+        None => run(cli.run),
+    }
+}
+
+fn list(examples: bool) {
+    let components = registered_components();
+    let width = components.iter().map(|d| d.type_name.len()).max().unwrap_or(0);
+    let mut kind = None;
+    for d in components {
+        if kind != Some(d.kind) {
+            println!("{}:", d.kind.table());
+            kind = Some(d.kind);
+        }
+        println!("  {:width$}  {}", d.type_name, d.description);
+        if examples {
+            for line in d.example.lines() {
+                println!("      {line}");
+            }
+            println!();
+        }
+    }
+}
+
+/// Loads the configuration; on failure prints every problem and returns `None`.
+fn load(args: &ConfigArgs) -> anyhow::Result<Option<Config>> {
+    if args.config.is_empty() {
+        bail!("no configuration given: pass --config FILE (see `ferry --help` for an example)");
+    }
+    match ferry_config::load_files(&args.config) {
+        Ok(config) => Ok(Some(config)),
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(None)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ferry-worker")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("{flag} must be a number of seconds, 0 or more"))
+}
+
+fn build_or_report(config: &Config) -> Option<ferry_topology::Pipeline> {
+    match ferry_topology::build_pipeline(config) {
+        Ok(pipeline) => Some(pipeline),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("ferry: {e}");
+            }
+            None
+        }
+    }
+}
+
+fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(&args.config)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let timeout = seconds(args.healthcheck_timeout, "--healthcheck-timeout")?;
+    let rt = runtime()?;
+    let _guard = rt.enter();
+    let Some(mut pipeline) = build_or_report(&config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let (n_sources, n_sinks) = (config.sources.len(), config.sinks.len());
+    if !args.no_healthchecks {
+        let failures = rt.block_on(ferry_topology::check_health(&mut pipeline, timeout));
+        if !failures.is_empty() {
+            for (sink, reason) in failures {
+                eprintln!("ferry: sink `{sink}`: health check failed: {reason}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!(
+        "configuration is valid: {n_sources} source{}, {n_sinks} sink{}{}",
+        if n_sources == 1 { "" } else { "s" },
+        if n_sinks == 1 { "" } else { "s" },
+        if args.no_healthchecks {
+            " (health checks skipped)"
+        } else {
+            ", health checks passed"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(&args.config)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let summary = seconds(args.summary_interval, "--summary-interval")?;
+    let options = RunOptions {
+        require_healthy: args.require_healthy,
+        healthcheck_timeout: seconds(args.healthcheck_timeout, "--healthcheck-timeout")?,
+        shutdown_timeout: seconds(args.shutdown_timeout, "--shutdown-timeout")?,
+        summary_interval: (!summary.is_zero()).then_some(summary),
+    };
+    let rt = runtime()?;
+    let outcome = rt.block_on(async {
+        let signals = Signals::install().context("cannot install the SIGINT/SIGTERM handlers")?;
+        let Some(pipeline) = build_or_report(&config) else {
+            return Ok(None);
+        };
+        anyhow::Ok(Some(ferry_topology::run(pipeline, options, signals).await))
+    })?;
+    // Sources blocked in reads (stdin) must not keep the process alive.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    let code = match outcome {
+        None => ExitCode::FAILURE,
+        Some(RunOutcome::Completed) => ExitCode::SUCCESS,
+        Some(RunOutcome::Unhealthy(failures)) => {
+            for (sink, reason) in failures {
+                eprintln!(
+                    "ferry: sink `{sink}`: health check failed: {reason} (exiting because of --require-healthy)"
+                );
+            }
+            ExitCode::FAILURE
+        }
+        Some(RunOutcome::Unfinished(_)) | Some(RunOutcome::SinkFailed(_)) => ExitCode::FAILURE,
+        Some(RunOutcome::Aborted) => ExitCode::from(EXIT_ABORTED),
+    };
+    Ok(code)
+}

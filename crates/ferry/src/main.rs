@@ -1,0 +1,28 @@
+//! The `ferry` runner: parses flags, sets up logging, loads the configuration and hands it to
+//! the topology. Everything else lives in the library crates.
+
+mod cli;
+mod commands;
+mod logging;
+
+include!(concat!(env!("OUT_DIR"), "/components.rs"));
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    if let Err(e) = logging::init(&cli.logging) {
+        eprintln!("ferry: cannot set up logging: {e}");
+        return ExitCode::from(2);
+    }
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One readable line (plus its causes), never a panic or a backtrace.
+            eprintln!("ferry: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

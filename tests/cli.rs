@@ -1,0 +1,181 @@
+//! The `ferry` binary end to end, without a broker: stdin → console, signals, validate, list.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use ferry_e2e::{ConfigDir, ferry_bin, run_with_input, signal, stderr, summary_counter, wait_with_limit};
+
+const STDIN_TO_CONSOLE: &str = r#"
+[sources.in]
+type = "stdin"
+
+[sinks.out]
+type = "console"
+inputs = ["in"]
+"#;
+
+#[test]
+fn stdin_lines_reach_the_console_in_order_and_ferry_exits_zero() {
+    let config = ConfigDir::new(STDIN_TO_CONSOLE);
+    let input: String =
+        (0..5000).map(|i| format!("line {i}\n")).collect::<String>() + "last line without newline";
+    let output = run_with_input(config.ferry(&[]), input.as_bytes(), Duration::from_secs(30));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    let expected: String =
+        (0..5000).map(|i| format!("line {i}\n")).collect::<String>() + "last line without newline\n";
+    assert_eq!(stdout, expected);
+    assert_eq!(
+        summary_counter(&stderr(&output), "out", "delivered"),
+        Some(5001),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn json_decoding_and_encoding_round_trip_with_standard_fields() {
+    let config = ConfigDir::new(
+        r#"
+[sources.in]
+type = "stdin"
+decoding.codec = "json"
+
+[sinks.out]
+type = "console"
+inputs = ["in"]
+encoding.codec = "json"
+encoding.except_fields = ["host"]
+"#,
+    );
+    let input =
+        b"{\"message\":\"hi\",\"timestamp\":\"2026-11-25T10:00:00Z\",\"n\":{\"a\":[1,2]}}\nnot json\n";
+    let output = run_with_input(config.ferry(&[]), input, Duration::from_secs(30));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"message": "hi", "timestamp": "2026-11-25T10:00:00Z", "n": {"a": [1, 2]}})
+    );
+    assert_eq!(lines[1]["message"], "not json");
+    assert!(lines[1]["timestamp"].is_string() && lines[1].get("host").is_none());
+    assert!(
+        stderr(&output).contains("not a JSON object"),
+        "the bad line is reported"
+    );
+}
+
+#[test]
+fn sigterm_mid_run_exits_cleanly_with_only_whole_lines() {
+    let config = ConfigDir::new(
+        r#"
+[sources.gen]
+type = "demo"
+rate = 0
+
+[sinks.out]
+type = "console"
+inputs = ["gen"]
+encoding.codec = "json"
+"#,
+    );
+    let child = config
+        .ferry(&[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(child.id(), "TERM");
+    let output = wait_with_limit(child, Duration::from_secs(30));
+    let err = stderr(&output);
+    assert!(output.status.success(), "exit {:?}: {err}", output.status);
+    assert!(err.contains("shutting down"), "{err}");
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    assert!(stdout.ends_with('\n'), "the last line is whole");
+    let lines = stdout.lines().count() as u64;
+    assert!(lines > 0);
+    for line in stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("half-written line {line:?}: {e}"));
+    }
+    assert_eq!(summary_counter(&err, "out", "delivered"), Some(lines), "{err}");
+}
+
+#[test]
+fn validate_accepts_a_good_file_and_rejects_a_bad_one_with_the_key() {
+    let good = ConfigDir::new(STDIN_TO_CONSOLE);
+    let output = good.ferry(&["validate"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("configuration is valid"));
+
+    let bad = ConfigDir::new(
+        "[sources.in]\ntype = \"stdin\"\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\", \"nope\"]\nencoding.codec = \"yaml\"\n",
+    );
+    let output = bad.ferry(&["validate", "--no-healthchecks"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("ferry.toml:")
+            && err.contains("`encoding.codec`")
+            && err.contains("unknown input `nope`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_config_fails_the_run_before_reading_input() {
+    let bad =
+        ConfigDir::new("[sources.in]\ntype = \"stdin\"\n[sinks.out]\ntype = \"consol\"\ninputs = [\"in\"]\n");
+    let output = run_with_input(bad.ferry(&[]), b"never read\n", Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("unknown sink type `consol`"));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn list_shows_every_linked_component() {
+    let output = std::process::Command::new(ferry_bin())
+        .arg("list")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    for name in ["stdin", "demo", "console"] {
+        assert!(stdout.contains(name), "{stdout}");
+    }
+}
+
+#[test]
+fn help_teaches_and_version_prints() {
+    let help = std::process::Command::new(ferry_bin())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(help.stdout).unwrap();
+    assert!(text.contains("--require-healthy") && text.contains("Examples:") && text.contains("validate"));
+    let version = std::process::Command::new(ferry_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(version.stdout).unwrap().starts_with("ferry "));
+}
+
+#[test]
+fn missing_config_file_is_one_readable_line() {
+    let output = std::process::Command::new(ferry_bin())
+        .args(["--config", "/nonexistent/ferry.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("/nonexistent/ferry.toml") && err.contains("cannot read"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+}

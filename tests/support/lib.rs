@@ -1,0 +1,142 @@
+//! Support for the end-to-end tests in `tests/`: the `ferry` binary, a broker, and a way to
+//! run ferry with a configuration and collect what it did.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use ferry_tansu::{Broker, Storage};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `ferry` binary, built (incrementally) on first use so that tests never run a stale one.
+pub fn ferry_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--package", "ferry"])
+            .current_dir(root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building ferry failed");
+        // Test executables live in target/<profile>/deps; the binary one level up.
+        let exe = std::env::current_exe().expect("test executable path");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join("ferry");
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+}
+
+/// A temporary directory holding a configuration file.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    /// Writes `text` as `ferry.toml` in a fresh directory; `data_dir` points inside it unless
+    /// the text sets its own.
+    pub fn new(text: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = if text.contains("data_dir") {
+            text.to_owned()
+        } else {
+            format!("data_dir = \"{}\"\n{text}", dir.path().join("data").display())
+        };
+        std::fs::write(dir.path().join("ferry.toml"), text).expect("write config");
+        Self { dir }
+    }
+
+    /// The configuration file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("ferry.toml")
+    }
+
+    /// `ferry <args> --config FILE`, ready to run.
+    pub fn ferry(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ferry_bin());
+        cmd.args(args)
+            .arg("--config")
+            .arg(self.path())
+            .env_remove("RUST_LOG");
+        cmd
+    }
+}
+
+/// Runs `cmd` with `input` on stdin; fails the test if it takes longer than `limit`.
+pub fn run_with_input(mut cmd: Command, input: &[u8], limit: Duration) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("ferry starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        // ferry may exit early (bad config); a broken pipe is then expected.
+        let _ = stdin.write_all(&input);
+    });
+    let output = wait_with_limit(child, limit);
+    let _ = writer.join();
+    output
+}
+
+/// Waits for `child`, killing it and failing if it runs longer than `limit`.
+pub fn wait_with_limit(child: Child, limit: Duration) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.expect("wait for ferry"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("ferry (pid {pid}) did not exit within {limit:?}");
+        }
+    }
+}
+
+/// Sends a signal (`TERM`, `INT`, `KILL`) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Polls `condition` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
+
+/// Standard error as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The `final summary` line's value of `counter` for `sink`, from ferry's text logs.
+pub fn summary_counter(stderr: &str, sink: &str, counter: &str) -> Option<u64> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("final summary") && l.contains(&format!("sink={sink}")))?;
+    let start = line.find(&format!(" {counter}="))? + counter.len() + 2;
+    line[start..].split_whitespace().next()?.parse().ok()
+}

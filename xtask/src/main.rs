@@ -1,0 +1,78 @@
+//! `cargo xtask TASK`: Ferry's development tasks, in plain Rust so nothing hides in shell
+//! snippets.
+//!
+//! - `setup`: installs what the tests need and skips what is there (Debian packages, the
+//!   tansu broker cached under `~/.cache/ferry`).
+//! - `broker` / `broker stop`: a local tansu broker on 127.0.0.1:9092 (memory storage).
+//! - `demo`: the main job end to end: broker, ferry streaming demo logs, records read back.
+//! - `test`: everything CI runs: setup, lint, and every test of the workspace.
+//! - `lint`: `cargo fmt --check` and clippy with `-D warnings`.
+
+mod broker;
+mod demo;
+mod setup;
+mod util;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  setup         install the Debian packages and the tansu broker the tests need (idempotent)
+  broker        start a local tansu broker on 127.0.0.1:9092 (FERRY_BROKER_PORT to change)
+  broker stop   stop it
+  demo          start the broker, stream demo logs through ferry into Kafka, read them back
+  test          setup + lint + every test (what CI runs)
+  lint          cargo fmt --check and cargo clippy -D warnings";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["setup"] => setup::install().map(|_| ()),
+        ["broker"] | ["broker", "start"] => {
+            let tools = setup::install()?;
+            broker::start_background(&tools.tansu)
+        }
+        ["broker", "stop"] => broker::stop_background(),
+        ["demo"] => demo::run(),
+        ["test"] => test(),
+        ["lint"] => lint(),
+        [] | ["help"] | ["--help"] | ["-h"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown task `{}`\n\n{USAGE}", other.join(" ")),
+    }
+}
+
+fn lint() -> Result<()> {
+    util::step("cargo fmt --check");
+    util::cargo(&["fmt", "--all", "--", "--check"], &[])?;
+    util::step("cargo clippy -D warnings");
+    util::cargo(
+        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[],
+    )
+}
+
+fn test() -> Result<()> {
+    let tools = setup::install()?;
+    lint()?;
+    util::step("cargo test --workspace");
+    let tansu = tools.tansu.to_string_lossy().into_owned();
+    util::cargo(
+        &["test", "--workspace", "--no-fail-fast"],
+        &[("FERRY_TANSU", tansu.as_str())],
+    )?;
+    util::step("all checks passed");
+    Ok(())
+}

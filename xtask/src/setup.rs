@@ -1,0 +1,120 @@
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{on_path, run_command, step};
+
+/// The tansu version the tests and demo are checked against (see ../shared/BROKER.md).
+pub const TANSU_VERSION: &str = "0.6.0";
+
+/// Debian packages the build and the tests need: cmake and pkg-config build librdkafka,
+/// libssl-dev gives TLS, libcurl4-openssl-dev a header librdkafka 2.12 includes, stunnel4 and
+/// openssl the TLS tests.
+const DEBIAN_PACKAGES: &[&str] = &[
+    "cmake",
+    "pkg-config",
+    "libssl-dev",
+    "libcurl4-openssl-dev",
+    "stunnel4",
+    "openssl",
+];
+
+/// What the tests need, once installed.
+pub struct Tools {
+    pub tansu: PathBuf,
+}
+
+/// Installs what is missing; quick when everything is there.
+pub fn install() -> Result<Tools> {
+    debian_packages()?;
+    Ok(Tools { tansu: tansu()? })
+}
+
+fn debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !on_path("apt-get") {
+        bail!("missing packages {missing:?} and no apt-get to install them; install them by hand");
+    }
+    step(&format!("installing Debian packages: {}", missing.join(" ")));
+    let sudo = !is_root() && on_path("sudo");
+    let apt = |args: &[&str]| {
+        let mut cmd = if sudo {
+            Command::new("sudo")
+        } else {
+            Command::new("apt-get")
+        };
+        if sudo {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    run_command(&mut apt(&["update", "-qq"]))?;
+    let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+    install.args(&missing);
+    run_command(&mut install)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The tansu binary: `$FERRY_TANSU` if set, else the cached build, built on first use (about
+/// 15 minutes on 2 cores; the result is kept outside the repository and reused).
+pub fn tansu() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("FERRY_TANSU") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("FERRY_TANSU={} is not a file", path.display());
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let root = PathBuf::from(home).join(format!(".cache/ferry/tansu-{TANSU_VERSION}"));
+    let binary = root.join("bin/tansu");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    step(&format!(
+        "building the tansu {TANSU_VERSION} broker into {} (once; about 15 minutes)",
+        root.display()
+    ));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let scratch = std::env::temp_dir().join("ferry-tansu-build");
+    run_command(
+        Command::new(cargo)
+            .args([
+                "install",
+                "tansu",
+                "--version",
+                TANSU_VERSION,
+                "--features",
+                "dynostore,libsql",
+                "--locked",
+                "--root",
+            ])
+            .arg(&root)
+            .env("CARGO_TARGET_DIR", &scratch),
+    )?;
+    // The build tree is large and only needed once.
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(binary)
+}
