@@ -7,7 +7,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod kafka;
+
 pub use ferry_tansu::{Broker, Storage};
+pub use kafka::{Record, TestKafka, read_topic};
 
 /// The workspace root.
 pub fn root() -> PathBuf {

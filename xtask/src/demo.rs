@@ -6,24 +6,36 @@ use ferry_tansu::{Broker, Storage};
 use crate::setup;
 use crate::util::{cargo, root, run_command, step};
 
-/// Starts a broker, runs ferry on `examples/demo.toml`, and shows the result.
+const TOPICS: &[&str] = &["ferry-demo-info", "ferry-demo-warn", "ferry-demo-error"];
+
+/// Starts a broker, runs ferry on `examples/demo.toml`, and reads the topics back.
 pub fn run() -> Result<()> {
     let tools = setup::install()?;
     step("building ferry");
-    cargo(&["build", "--package", "ferry"], &[])?;
-    step("starting a local tansu broker");
+    cargo(
+        &["build", "--package", "ferry", "--package", "ferry-e2e", "--bins"],
+        &[],
+    )?;
+    step("starting a local tansu broker (memory storage)");
     let broker = Broker::start(&tools.tansu, Storage::Memory)?;
-    println!("broker listening on {}", broker.bootstrap_servers());
-    step("running: ferry --config examples/demo.toml (1,000 generated log events)");
-    let ferry = root().join("target/debug/ferry");
-    let config = root().join("examples/demo.toml");
+    let bootstrap = broker.bootstrap_servers();
+    for topic in TOPICS {
+        broker.create_topic(topic, 3)?;
+    }
+    println!("broker on {bootstrap}, topics: {}", TOPICS.join(", "));
+    step("ferry --config examples/demo.toml: 10,000 generated log events into Kafka");
+    let bin = root().join("target/debug");
     run_command(
-        Command::new(&ferry)
+        Command::new(bin.join("ferry"))
             .arg("--config")
-            .arg(&config)
-            .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers()),
+            .arg(root().join("examples/demo.toml"))
+            .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
     )
     .context("ferry did not finish cleanly")?;
-    step("done");
+    step("reading the topics back");
+    for topic in TOPICS {
+        run_command(Command::new(bin.join("kafka-read")).args([bootstrap.as_str(), topic, "3"]))?;
+    }
+    step("done: every event was confirmed by the broker (see ferry's final summary above)");
     Ok(())
 }

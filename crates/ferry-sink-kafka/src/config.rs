@@ -1,0 +1,306 @@
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ferry_codecs::{Encoder, EncodingConfig};
+use ferry_core::{
+    BoxError, BufferConfig, ComponentDescriptor, ComponentKind, ConfigIssue, FieldPath, Healthcheck,
+    Sensitive, SinkConfig, SinkContext, SinkRunner, Template,
+};
+use serde::Deserialize;
+
+/// Compression of record batches (`compression`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// No compression (default).
+    #[default]
+    None,
+    /// gzip (DEFLATE).
+    Gzip,
+    /// LZ4: fast, modest ratio.
+    Lz4,
+    /// Snappy.
+    Snappy,
+    /// Zstandard: good ratio at good speed.
+    Zstd,
+}
+
+impl Compression {
+    /// librdkafka's `compression.codec` value.
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Lz4 => "lz4",
+            Compression::Snappy => "snappy",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// SASL mechanism (`sasl.mechanism`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    /// SCRAM with SHA-256.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+    /// Plain user name and password (use with TLS).
+    #[serde(rename = "PLAIN")]
+    Plain,
+}
+
+impl SaslMechanism {
+    /// librdkafka's `sasl.mechanism` value.
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::Plain => "PLAIN",
+        }
+    }
+}
+
+/// The `sasl` table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    /// Authenticate with SASL (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512` or `PLAIN`.
+    #[serde(default)]
+    pub mechanism: Option<SaslMechanism>,
+    /// The user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password (never logged).
+    #[serde(default)]
+    pub password: Option<Sensitive<String>>,
+}
+
+/// The `tls` table. Files may be given as paths or as inline PEM text.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Connect with TLS (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// CA certificate(s) to verify the brokers with: a PEM or DER file, or inline PEM.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Client certificate: a PEM or DER file, a PKCS#12 archive (`.p12`/`.pfx`, holding the
+    /// key too), or inline PEM.
+    #[serde(default)]
+    pub crt_file: Option<String>,
+    /// Client private key: a PEM or DER (PKCS#8) file, or inline PEM.
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// Pass phrase of an encrypted key or of the PKCS#12 archive (never logged).
+    #[serde(default)]
+    pub key_pass: Option<Sensitive<String>>,
+}
+
+/// `librdkafka_options`: raw librdkafka properties applied after everything else. Values of
+/// keys naming passwords or secrets are hidden in `Debug`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct LibrdkafkaOptions(pub BTreeMap<String, String>);
+
+impl fmt::Debug for LibrdkafkaOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if crate::client::is_secret_property(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+pub(crate) const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 300_000;
+pub(crate) const DEFAULT_SOCKET_TIMEOUT_MS: u64 = 60_000;
+
+/// The `[sinks.ID]` table of a `kafka` sink. Option names, types and defaults follow the
+/// reference document; `headers_key` and `healthcheck_topic` are additions.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// The sources feeding it.
+    pub inputs: Vec<String>,
+    /// Comma-separated `host:port` list of brokers to bootstrap from.
+    pub bootstrap_servers: String,
+    /// The topic, a template rendered per event (`logs-{{ unit }}-%Y-%m-%d`).
+    pub topic: Template,
+    /// The field whose value becomes the record key. Unset, or absent on an event: no key
+    /// (librdkafka's partitioner spreads those records).
+    #[serde(default)]
+    pub key_field: Option<FieldPath>,
+    /// A map field whose entries become record headers.
+    #[serde(default)]
+    pub headers_key: Option<FieldPath>,
+    /// Batch compression (default `none`).
+    #[serde(default)]
+    pub compression: Compression,
+    /// Check the brokers at start (default true).
+    #[serde(default = "default_true")]
+    pub healthcheck: bool,
+    /// Topic whose metadata the health check requests when `topic` is a template (default:
+    /// cluster metadata).
+    #[serde(default)]
+    pub healthcheck_topic: Option<String>,
+    /// How long librdkafka may try one delivery (default 300000). A delivery that times out
+    /// is counted as a retry and sent again.
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u64,
+    /// Timeout of network requests (default 60000).
+    #[serde(default = "default_socket_timeout_ms")]
+    pub socket_timeout_ms: u64,
+    /// Raw librdkafka properties, applied last (they override Ferry's defaults).
+    #[serde(default)]
+    pub librdkafka_options: LibrdkafkaOptions,
+    /// The payload format (default `text`).
+    #[serde(default)]
+    pub encoding: EncodingConfig,
+    /// The buffer in front of the sink.
+    #[serde(default)]
+    pub buffer: BufferConfig,
+    /// SASL authentication.
+    #[serde(default)]
+    pub sasl: SaslConfig,
+    /// TLS.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_message_timeout_ms() -> u64 {
+    DEFAULT_MESSAGE_TIMEOUT_MS
+}
+
+fn default_socket_timeout_ms() -> u64 {
+    DEFAULT_SOCKET_TIMEOUT_MS
+}
+
+impl KafkaSinkConfig {
+    fn check(&self) -> Vec<ConfigIssue> {
+        let mut issues = self.buffer.validate();
+        issues.extend(self.encoding.validate());
+        if self.bootstrap_servers.split(',').all(|s| s.trim().is_empty()) {
+            issues.push(ConfigIssue::new(
+                "bootstrap_servers",
+                "must list at least one `host:port`",
+            ));
+        }
+        if self.topic.as_str().trim().is_empty() {
+            issues.push(ConfigIssue::new("topic", "must not be empty"));
+        }
+        if self.message_timeout_ms == 0 {
+            issues.push(ConfigIssue::new("message_timeout_ms", "must be at least 1"));
+        }
+        if self.socket_timeout_ms < 10 {
+            issues.push(ConfigIssue::new("socket_timeout_ms", "must be at least 10"));
+        }
+        let sasl = &self.sasl;
+        if sasl.enabled {
+            if sasl.mechanism.is_none() {
+                issues.push(ConfigIssue::new(
+                    "sasl.mechanism",
+                    "is required with sasl.enabled: one of SCRAM-SHA-256, SCRAM-SHA-512, PLAIN",
+                ));
+            }
+            if sasl.username.is_none() {
+                issues.push(ConfigIssue::new("sasl.username", "is required with sasl.enabled"));
+            }
+            if sasl.password.is_none() {
+                issues.push(ConfigIssue::new("sasl.password", "is required with sasl.enabled"));
+            }
+        } else if sasl.mechanism.is_some() || sasl.username.is_some() || sasl.password.is_some() {
+            issues.push(ConfigIssue::new(
+                "sasl.enabled",
+                "is false but other sasl.* keys are set: set sasl.enabled = true to use them",
+            ));
+        }
+        let tls = &self.tls;
+        let any_tls = tls.ca_file.is_some() || tls.crt_file.is_some() || tls.key_file.is_some();
+        if !tls.enabled && any_tls {
+            issues.push(ConfigIssue::new(
+                "tls.enabled",
+                "is false but tls files are set: set tls.enabled = true to use them",
+            ));
+        }
+        if tls.key_file.is_some() && tls.crt_file.is_none() {
+            issues.push(ConfigIssue::new(
+                "tls.crt_file",
+                "is required when tls.key_file is set",
+            ));
+        }
+        if let Some(crt) = &tls.crt_file
+            && tls.key_file.is_none()
+            && !crate::tls::looks_like_pkcs12(crt)
+        {
+            issues.push(ConfigIssue::new(
+                "tls.key_file",
+                "is required when tls.crt_file is not a PKCS#12 archive (.p12/.pfx)",
+            ));
+        }
+        issues
+    }
+}
+
+#[typetag::deserialize(name = "kafka")]
+impl SinkConfig for KafkaSinkConfig {
+    fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    fn buffer(&self) -> &BufferConfig {
+        &self.buffer
+    }
+
+    fn healthcheck_enabled(&self) -> bool {
+        self.healthcheck
+    }
+
+    fn validate(&self) -> Vec<ConfigIssue> {
+        self.check()
+    }
+
+    fn build(&self, cx: SinkContext) -> Result<(Box<dyn SinkRunner>, Healthcheck), BoxError> {
+        let client_config = crate::client::client_config(self)?;
+        let shared = crate::context::SinkShared::new(cx.id.clone(), cx.metrics.clone());
+        let producer = crate::client::create_producer(&client_config, shared.clone())?;
+        let healthcheck = crate::health::healthcheck(self, producer.clone(), shared.clone());
+        let sink = crate::sink::KafkaSink {
+            id: cx.id,
+            producer,
+            shared,
+            records: crate::record::RecordBuilder::new(
+                self.topic.clone(),
+                self.key_field.clone(),
+                self.headers_key.clone(),
+                Encoder::new(&self.encoding),
+            ),
+            metrics: cx.metrics,
+        };
+        Ok((Box::new(sink), healthcheck))
+    }
+}
+
+inventory::submit! {
+    ComponentDescriptor {
+        kind: ComponentKind::Sink,
+        type_name: "kafka",
+        description: "Streams events into Apache Kafka with at-least-once delivery (librdkafka).",
+        example: "[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"logs-{{ unit }}\"\nkey_field = \"host\"\ncompression = \"zstd\"\nencoding.codec = \"json\"\n",
+    }
+}

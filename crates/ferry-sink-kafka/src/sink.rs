@@ -1,0 +1,200 @@
+//! The running sink: reads batches from its buffer and produces them, resends what failed,
+//! and at end of input waits until everything is confirmed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ferry_core::{BoxError, EventFinalizer, EventStream, LogEvent, SinkMetrics, SinkRunner};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{BaseRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::client::Producer;
+use crate::context::{Failure, RetryRecord, SinkShared, classify};
+use crate::record::RecordBuilder;
+
+/// The least time between two rounds of resending failed records, so an outage that fails
+/// deliveries quickly cannot turn into a busy loop.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// How long to wait for librdkafka's queue to free room before trying again anyway.
+const ROOM_WAIT: Duration = Duration::from_millis(50);
+
+pub(crate) struct KafkaSink {
+    pub(crate) id: String,
+    pub(crate) producer: Producer,
+    pub(crate) shared: Arc<SinkShared>,
+    pub(crate) records: RecordBuilder,
+    pub(crate) metrics: Arc<SinkMetrics>,
+}
+
+impl SinkRunner for KafkaSink {
+    fn run(self: Box<Self>, input: EventStream) -> BoxFuture<'static, Result<(), BoxError>> {
+        Box::pin(self.run_loop(input))
+    }
+}
+
+/// One record to produce, owned or borrowed.
+struct Outgoing<'a> {
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    headers: Option<OwnedHeaders>,
+    timestamp: Option<i64>,
+}
+
+impl KafkaSink {
+    async fn run_loop(self: Box<Self>, mut input: EventStream) -> Result<(), BoxError> {
+        let mut buf = Vec::with_capacity(4096);
+        let mut input_open = true;
+        let mut last_retry_round: Option<Instant> = None;
+        loop {
+            if self.shared.has_retries() {
+                let due = last_retry_round.is_none_or(|t| t.elapsed() >= RETRY_BACKOFF);
+                if due {
+                    last_retry_round = Some(Instant::now());
+                    self.resend_failed().await;
+                }
+            }
+            if !input_open {
+                if self.metrics.in_flight.load(Ordering::Acquire) == 0 && !self.shared.has_retries() {
+                    break;
+                }
+                tokio::select! {
+                    () = self.shared.retry_ready.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = self.shared.retry_ready.notified(), if self.shared.has_retries() => {
+                    tokio::time::sleep(RETRY_BACKOFF.saturating_sub(last_retry_round.map_or(RETRY_BACKOFF, |t| t.elapsed()))).await;
+                }
+                batch = input.next() => match batch {
+                    Some(batch) => self.produce_batch(batch, &mut buf).await,
+                    None => {
+                        input_open = false;
+                        tracing::debug!(sink = %self.id, "input ended; waiting for the last deliveries");
+                    }
+                },
+            }
+        }
+        // Everything is confirmed; this only tidies librdkafka's own state.
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+        Ok(())
+    }
+
+    async fn produce_batch(&self, batch: Vec<LogEvent>, buf: &mut Vec<u8>) {
+        for mut event in batch {
+            let mut finalizer = Box::new(event.take_finalizer());
+            let parts = match self.records.build(&event, buf) {
+                Ok(parts) => parts,
+                Err(e) => {
+                    self.shared.reject(&mut finalizer, self.records_topic_hint(), &e);
+                    continue;
+                }
+            };
+            let outgoing = Outgoing {
+                topic: &parts.topic,
+                key: parts.key.as_deref(),
+                payload: parts.payload,
+                headers: parts.headers,
+                timestamp: parts.timestamp,
+            };
+            if let Err((error, mut finalizer)) = self.produce(outgoing, finalizer).await {
+                self.shared.reject(&mut finalizer, &parts.topic, &error);
+            }
+        }
+    }
+
+    fn records_topic_hint(&self) -> &str {
+        "(template)"
+    }
+
+    /// Sends the records whose deliveries failed, oldest first. Records that meet a full
+    /// queue wait their turn; the rest of the queue is put back for the next round.
+    async fn resend_failed(&self) {
+        let mut queue: VecDeque<RetryRecord> = self.shared.take_retries();
+        tracing::debug!(sink = %self.id, records = queue.len(), "sending failed records again");
+        while let Some(record) = queue.pop_front() {
+            let RetryRecord {
+                topic,
+                key,
+                payload,
+                headers,
+                timestamp,
+                finalizer,
+            } = record;
+            let outgoing = Outgoing {
+                topic: &topic,
+                key: key.as_deref(),
+                payload: &payload,
+                headers,
+                timestamp,
+            };
+            if let Err((error, mut finalizer)) = self.produce(outgoing, finalizer).await {
+                self.shared.reject(&mut finalizer, &topic, &error);
+            }
+            // Deliveries failing again meanwhile go to the shared queue; keep the order we
+            // hold ahead of them.
+            if !queue.is_empty() && self.shared.has_retries() {
+                self.shared.return_retries(std::mem::take(&mut queue));
+                break;
+            }
+        }
+    }
+
+    /// Hands one record to librdkafka, waiting while its queue is full. Returns the error and
+    /// the finalizer when the record can never be sent.
+    async fn produce(
+        &self,
+        outgoing: Outgoing<'_>,
+        finalizer: Box<EventFinalizer>,
+    ) -> Result<(), (KafkaError, Box<EventFinalizer>)> {
+        let mut opaque = finalizer;
+        let mut headers = outgoing.headers;
+        loop {
+            let mut record = BaseRecord::with_opaque_to(outgoing.topic, opaque).payload(outgoing.payload);
+            if let Some(key) = outgoing.key {
+                record = record.key(key);
+            }
+            if let Some(h) = headers.take() {
+                record = record.headers(h);
+            }
+            if let Some(ts) = outgoing.timestamp {
+                record = record.timestamp(ts);
+            }
+            // Counted before `send`: the delivery report may arrive before `send` returns.
+            SinkMetrics::add(&self.metrics.in_flight, 1);
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((error, record)) => {
+                    SinkMetrics::sub(&self.metrics.in_flight, 1);
+                    opaque = record.delivery_opaque;
+                    headers = record.headers;
+                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                        self.wait_for_room().await;
+                        continue;
+                    }
+                    match classify(&error) {
+                        Failure::Permanent => return Err((error, opaque)),
+                        Failure::Transient => tokio::time::sleep(ROOM_WAIT).await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until a delivery report frees room in librdkafka's queue (or a short while).
+    async fn wait_for_room(&self) {
+        self.shared.waiting_for_room.store(true, Ordering::Release);
+        let _ = tokio::time::timeout(ROOM_WAIT, self.shared.room.notified()).await;
+        self.shared.waiting_for_room.store(false, Ordering::Release);
+    }
+}
