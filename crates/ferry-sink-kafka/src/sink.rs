@@ -19,8 +19,10 @@ use crate::context::{Failure, RetryRecord, SinkShared, classify};
 use crate::record::RecordBuilder;
 
 /// The least time between two rounds of resending failed records, so an outage that fails
-/// deliveries quickly cannot turn into a busy loop.
+/// deliveries quickly cannot turn into a busy loop. It doubles while rounds deliver nothing,
+/// up to `MAX_RETRY_BACKOFF`, and drops back once something is delivered.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
 /// How long to wait for librdkafka's queue to free room before trying again anyway.
 const ROOM_WAIT: Duration = Duration::from_millis(50);
 
@@ -52,29 +54,41 @@ impl KafkaSink {
         let mut buf = Vec::with_capacity(4096);
         let mut input_open = true;
         let mut last_retry_round: Option<Instant> = None;
+        let mut backoff = RETRY_BACKOFF;
+        let mut delivered_at_last_round = 0;
         loop {
             if self.shared.has_retries() {
-                let due = last_retry_round.is_none_or(|t| t.elapsed() >= RETRY_BACKOFF);
+                let due = last_retry_round.is_none_or(|t| t.elapsed() >= backoff);
                 if due {
+                    let delivered = self.metrics.delivered.load(Ordering::Relaxed);
+                    backoff = if last_retry_round.is_some() && delivered == delivered_at_last_round {
+                        (backoff * 2).min(MAX_RETRY_BACKOFF)
+                    } else {
+                        RETRY_BACKOFF
+                    };
+                    delivered_at_last_round = delivered;
                     last_retry_round = Some(Instant::now());
                     self.resend_failed().await;
                 }
             }
+            let next_round = match (self.shared.has_retries(), last_retry_round) {
+                (true, Some(t)) => Some(tokio::time::Instant::from_std(t + backoff)),
+                (true, None) => Some(tokio::time::Instant::now()),
+                (false, _) => None,
+            };
             if !input_open {
                 if self.metrics.in_flight.load(Ordering::Acquire) == 0 && !self.shared.has_retries() {
                     break;
                 }
-                tokio::select! {
-                    () = self.shared.retry_ready.notified() => {}
-                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
-                }
+                // Deliveries settle on librdkafka's thread; look again shortly.
+                let soon = tokio::time::Instant::now() + Duration::from_millis(20);
+                tokio::time::sleep_until(next_round.map_or(soon, |t| t.min(soon))).await;
                 continue;
             }
             tokio::select! {
                 biased;
-                () = self.shared.retry_ready.notified(), if self.shared.has_retries() => {
-                    tokio::time::sleep(RETRY_BACKOFF.saturating_sub(last_retry_round.map_or(RETRY_BACKOFF, |t| t.elapsed()))).await;
-                }
+                () = tokio::time::sleep_until(next_round.unwrap_or_else(tokio::time::Instant::now)), if next_round.is_some() => {}
+                () = self.shared.retry_ready.notified(), if next_round.is_none() => {}
                 batch = input.next() => match batch {
                     Some(batch) => self.produce_batch(batch, &mut buf).await,
                     None => {
@@ -107,7 +121,11 @@ impl KafkaSink {
                 headers: parts.headers,
                 timestamp: parts.timestamp,
             };
+            // Counted before `send`: the delivery report may arrive before `send` returns.
+            // A record stays counted until it is delivered or rejected, retries included.
+            SinkMetrics::add(&self.metrics.in_flight, 1);
             if let Err((error, mut finalizer)) = self.produce(outgoing, finalizer).await {
+                SinkMetrics::sub(&self.metrics.in_flight, 1);
                 self.shared.reject(&mut finalizer, &parts.topic, &error);
             }
         }
@@ -139,6 +157,7 @@ impl KafkaSink {
                 timestamp,
             };
             if let Err((error, mut finalizer)) = self.produce(outgoing, finalizer).await {
+                SinkMetrics::sub(&self.metrics.in_flight, 1);
                 self.shared.reject(&mut finalizer, &topic, &error);
             }
             // Deliveries failing again meanwhile go to the shared queue; keep the order we
@@ -170,12 +189,9 @@ impl KafkaSink {
             if let Some(ts) = outgoing.timestamp {
                 record = record.timestamp(ts);
             }
-            // Counted before `send`: the delivery report may arrive before `send` returns.
-            SinkMetrics::add(&self.metrics.in_flight, 1);
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((error, record)) => {
-                    SinkMetrics::sub(&self.metrics.in_flight, 1);
                     opaque = record.delivery_opaque;
                     headers = record.headers;
                     if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
