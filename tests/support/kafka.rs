@@ -96,13 +96,27 @@ impl Record {
 /// without more (so extra records are seen too), or 60 s passed. Records are counted by
 /// reading them: tansu's high watermarks cannot be trusted (see BROKER.md).
 pub fn read_topic(bootstrap: &str, topic: &str, expected: usize, idle: Duration) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    read_topic_with(&[], bootstrap, topic, expected, idle)
+}
+
+/// [`read_topic`] with extra client properties (SASL, TLS).
+pub fn read_topic_with(
+    extra: &[(&str, &str)],
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    idle: Duration,
+) -> Vec<Record> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("ferry-e2e-{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
+        .set("enable.partition.eof", "false");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata for the topic");

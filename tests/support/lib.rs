@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod kafka;
+pub mod tls;
 
 pub use ferry_tansu::{Broker, Storage};
-pub use kafka::{Record, TestKafka, read_topic};
+pub use kafka::{Record, TestKafka, read_topic, read_topic_with};
 
 /// The workspace root.
 pub fn root() -> PathBuf {

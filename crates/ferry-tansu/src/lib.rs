@@ -90,6 +90,8 @@ pub struct Broker {
     binary: PathBuf,
     storage: Storage,
     port: u16,
+    /// The port clients are told to use (differs from `port` behind a TLS terminator).
+    advertised_port: u16,
     authentication: bool,
     log: PathBuf,
     child: Option<Child>,
@@ -114,11 +116,24 @@ impl Broker {
         port: u16,
         authentication: bool,
     ) -> Result<Self, BrokerError> {
+        Self::start_advertised(binary, storage, port, port, authentication)
+    }
+
+    /// Starts a broker listening on `port` that tells clients to connect to
+    /// `advertised_port` (where a TLS terminator such as stunnel forwards to `port`).
+    pub fn start_advertised(
+        binary: &Path,
+        storage: Storage,
+        port: u16,
+        advertised_port: u16,
+        authentication: bool,
+    ) -> Result<Self, BrokerError> {
         let log = std::env::temp_dir().join(format!("ferry-tansu-{port}.log"));
         let mut broker = Self {
             binary: binary.to_owned(),
             storage,
             port,
+            advertised_port,
             authentication,
             log,
             child: None,
@@ -127,9 +142,9 @@ impl Broker {
         Ok(broker)
     }
 
-    /// `127.0.0.1:PORT`, for `bootstrap_servers`.
+    /// `127.0.0.1:PORT` (the advertised port), for `bootstrap_servers`.
     pub fn bootstrap_servers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised_port)
     }
 
     /// The port it listens on.
@@ -149,6 +164,7 @@ impl Broker {
 
     fn spawn(&mut self) -> Result<(), BrokerError> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
         let (engine, dir) = match &self.storage {
             Storage::Memory => ("memory://tansu/".to_owned(), std::env::temp_dir()),
             // tansu takes the SQLite path relative to its working directory.
@@ -167,7 +183,7 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 &engine,
             ])
