@@ -53,6 +53,8 @@ fn read_stdin(config: StdinSourceConfig, source_id: String, tx: mpsc::Sender<Vec
     let host = Bytes::from(gethostname::gethostname().to_string_lossy().into_owned());
     let decoder = Decoder::new(&config.decoding);
     let undecodable = WarnLimiter::default();
+    // Every undecodable line is counted; only some are logged as they happen.
+    let undecodable_count = std::cell::Cell::new(0u64);
     let oversized = WarnLimiter::default();
     let mut splitter = LineSplitter::new(config.max_line_bytes);
     let mut lines = Vec::new();
@@ -65,10 +67,11 @@ fn read_stdin(config: StdinSourceConfig, source_id: String, tx: mpsc::Sender<Vec
         let mut batch = Vec::with_capacity(lines.len());
         for line in lines.drain(..) {
             let (mut event, error) = decoder.decode(line);
-            if let Some(error) = error
-                && let Some(suppressed) = undecodable.check()
-            {
-                tracing::warn!(source = %source_id, suppressed, "{error}");
+            if let Some(error) = error {
+                undecodable_count.set(undecodable_count.get() + 1);
+                if let Some(suppressed) = undecodable.check() {
+                    tracing::warn!(source = %source_id, suppressed, "{error}");
+                }
             }
             add_standard_fields(&mut event, &host, now);
             batch.push(event);
@@ -107,4 +110,7 @@ fn read_stdin(config: StdinSourceConfig, source_id: String, tx: mpsc::Sender<Vec
     }
     lines.extend(splitter.finish());
     emit(&mut lines);
+    if undecodable_count.get() > 0 {
+        tracing::warn!(source = %source_id, lines = undecodable_count.get(), "lines that were not JSON objects were kept whole as `message`");
+    }
 }
