@@ -19,12 +19,15 @@ pub fn root() -> PathBuf {
 }
 
 /// The `ferry` binary, built (incrementally) on first use so that tests never run a stale one.
+///
+/// Built with the same command as `cargo xtask test` and `demo` (`build --workspace --bins`),
+/// so the three share one set of artifacts instead of rebuilding for each feature set.
 pub fn ferry_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "--package", "ferry"])
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .current_dir(root())
             .status()
             .expect("cargo runs");

@@ -67,6 +67,8 @@ fn lint() -> Result<()> {
 fn test() -> Result<()> {
     let tools = setup::install()?;
     lint()?;
+    util::step("cargo build --workspace --bins (the binaries the end-to-end tests run)");
+    util::cargo(&["build", "--workspace", "--bins"], &[])?;
     util::step("cargo test --workspace");
     let tansu = tools.tansu.to_string_lossy().into_owned();
     util::cargo(

@@ -14,6 +14,8 @@
 //!   those events as `Errored` so their sources learn they were not delivered.
 //! - A memory buffer never settles an event as delivered: the sink does, once its destination
 //!   confirmed it.
+//! - A disk buffer settles an event `Delivered` once it is fsynced, and from then on owns it
+//!   until the sink confirms it (see [`disk`]).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -22,7 +24,8 @@
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let metrics = Arc::new(SinkMetrics::default());
-//! let (writer, mut reader) = ferry_buffers::build(&BufferConfig::default(), metrics).unwrap();
+//! let dir = std::env::temp_dir();
+//! let (writer, mut reader) = ferry_buffers::build(&BufferConfig::default(), &dir, metrics).unwrap();
 //! writer.write(vec![LogEvent::from_message("a")]).await.unwrap();
 //! drop(writer);
 //! assert_eq!(reader.next().await.unwrap().len(), 1);
@@ -30,23 +33,57 @@
 //! # });
 //! ```
 
+pub mod disk;
 mod memory;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_core::{BufferConfig, BufferType, EventStream, LogEvent, SendClosed, SinkMetrics};
 
+pub use disk::{BufferReport, DiskReader, DiskWriter, inspect};
 pub use memory::{MemoryReader, MemoryWriter};
 
-/// Why a buffer could not be created.
+/// Why a buffer could not be created or used.
 #[derive(Debug, thiserror::Error)]
 pub enum BufferError {
-    /// The configured kind is not built into this version.
-    #[error("buffer.type = \"{0}\" is not available in this build")]
-    Unsupported(&'static str),
     /// `max_events` is zero or beyond what a memory buffer can count.
     #[error("buffer.max_events = {0} is out of range (1 ..= {max})", max = memory::MAX_EVENTS)]
     MaxEventsOutOfRange(usize),
+    /// Another process has the disk buffer open.
+    #[error("the disk buffer at {} is in use by another ferry process (lock file {}/ferry.lock)", path.display(), path.display())]
+    Locked {
+        /// The buffer directory.
+        path: PathBuf,
+    },
+    /// The buffer's files cannot be opened.
+    #[error("cannot open the disk buffer at {}: {reason}", path.display())]
+    Open {
+        /// The buffer directory.
+        path: PathBuf,
+        /// sled's reason.
+        reason: String,
+    },
+    /// A file operation failed.
+    #[error("disk buffer file {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Making written events durable failed.
+    #[error("disk buffer fsync failed: {reason}")]
+    Sync {
+        /// Why.
+        reason: String,
+    },
+    /// The directory holds no disk buffer.
+    #[error("{} holds no disk buffer", path.display())]
+    NotABuffer {
+        /// The directory.
+        path: PathBuf,
+    },
 }
 
 /// The writing end of a sink's buffer; clone it for every input.
@@ -54,6 +91,8 @@ pub enum BufferError {
 pub enum BufferWriter {
     /// A bounded in-memory queue.
     Memory(MemoryWriter),
+    /// A durable queue on disk.
+    Disk(DiskWriter),
 }
 
 impl BufferWriter {
@@ -61,13 +100,21 @@ impl BufferWriter {
     pub async fn write(&self, events: Vec<LogEvent>) -> Result<(), SendClosed> {
         match self {
             BufferWriter::Memory(w) => w.write(events).await,
+            BufferWriter::Disk(w) => w.write(events).await,
         }
     }
 }
 
-/// Creates the buffer `config` describes; its counters go to `metrics`.
+/// The directory of a sink's disk buffer under the data directory.
+pub fn disk_buffer_dir(data_dir: &Path, sink_id: &str) -> PathBuf {
+    data_dir.join("buffers").join(sink_id)
+}
+
+/// Creates the buffer `config` describes; a disk buffer lives in `dir`. Counters go to
+/// `metrics`. Must be called inside a tokio runtime (a disk buffer starts tasks).
 pub fn build(
     config: &BufferConfig,
+    dir: &Path,
     metrics: Arc<SinkMetrics>,
 ) -> Result<(BufferWriter, EventStream), BufferError> {
     match config.kind {
@@ -75,6 +122,9 @@ pub fn build(
             let (writer, reader) = memory::channel(config.max_events, config.when_full, metrics)?;
             Ok((BufferWriter::Memory(writer), Box::pin(reader)))
         }
-        BufferType::Disk => Err(BufferError::Unsupported("disk")),
+        BufferType::Disk => {
+            let (writer, reader) = disk::open(dir, config, metrics)?;
+            Ok((BufferWriter::Disk(writer), Box::pin(reader)))
+        }
     }
 }

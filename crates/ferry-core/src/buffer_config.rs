@@ -45,10 +45,25 @@ pub struct BufferConfig {
     /// `block` (default) or `drop_newest`.
     #[serde(default)]
     pub when_full: WhenFull,
+    /// Disk buffers: how often written events are fsynced and acknowledged to their sources
+    /// (group commit), in milliseconds (default 100).
+    #[serde(default = "default_sync_interval_ms")]
+    pub sync_interval_ms: u64,
 }
 
 fn default_max_events() -> usize {
     DEFAULT_MAX_EVENTS
+}
+
+/// The default `buffer.sync_interval_ms`.
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 100;
+
+/// The smallest `buffer.max_size` accepted: below this a disk buffer could not hold even a
+/// few batches.
+pub const MIN_DISK_MAX_SIZE: u64 = 1 << 20;
+
+fn default_sync_interval_ms() -> u64 {
+    DEFAULT_SYNC_INTERVAL_MS
 }
 
 impl Default for BufferConfig {
@@ -58,6 +73,7 @@ impl Default for BufferConfig {
             max_events: DEFAULT_MAX_EVENTS,
             max_size: None,
             when_full: WhenFull::Block,
+            sync_interval_ms: DEFAULT_SYNC_INTERVAL_MS,
         }
     }
 }
@@ -71,16 +87,23 @@ impl BufferConfig {
             issues.push(ConfigIssue::new("buffer.max_events", "must be at least 1"));
         }
         if self.kind == BufferType::Disk {
-            if self.max_size.is_none() {
-                issues.push(ConfigIssue::new(
+            match self.max_size {
+                None => issues.push(ConfigIssue::new(
                     "buffer.max_size",
-                    "is required when buffer.type = \"disk\" (bytes, e.g. 268435488)",
+                    "is required when buffer.type = \"disk\" (bytes, e.g. 268435456 for 256 MiB)",
+                )),
+                Some(size) if size < MIN_DISK_MAX_SIZE => issues.push(ConfigIssue::new(
+                    "buffer.max_size",
+                    format!("{size} bytes is too small for a disk buffer; use at least {MIN_DISK_MAX_SIZE} (1 MiB)"),
+                )),
+                Some(_) => {}
+            }
+            if self.sync_interval_ms == 0 || self.sync_interval_ms > 60_000 {
+                issues.push(ConfigIssue::new(
+                    "buffer.sync_interval_ms",
+                    "must be between 1 and 60000",
                 ));
             }
-            issues.push(ConfigIssue::new(
-                "buffer.type",
-                "\"disk\" buffers are not available in this build yet; use \"memory\"",
-            ));
         }
         issues
     }

@@ -35,8 +35,10 @@ pub(crate) struct BuiltSink {
     pub(crate) runner: Box<dyn SinkRunner>,
     pub(crate) healthcheck: Option<Healthcheck>,
     pub(crate) metrics: Arc<SinkMetrics>,
-    pub(crate) writer: BufferWriter,
-    pub(crate) reader: EventStream,
+    /// Whether its buffer is on disk (unconfirmed events then survive the process).
+    pub(crate) durable: bool,
+    /// Its buffer; `None` when the pipeline was built only to be validated.
+    pub(crate) buffer: Option<(BufferWriter, EventStream)>,
 }
 
 /// A built source, not yet running, with the receiving end of its sender.
@@ -58,8 +60,19 @@ pub struct Pipeline {
 /// Batches in flight between a source and its fan-out: small, so backpressure is prompt.
 const SOURCE_CHANNEL_BATCHES: usize = 2;
 
-/// Builds every component of `config`; reports every failure, not only the first.
-pub fn build_pipeline(config: &Config) -> Result<Pipeline, Vec<BuildError>> {
+/// Whether to open the sinks' buffers: a pipeline built only to validate a configuration must
+/// not take the disk buffers' locks from a ferry that is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffers {
+    /// Open them (to run).
+    Open,
+    /// Leave them closed (to validate).
+    Skip,
+}
+
+/// Builds every component of `config`; reports every failure, not only the first. Must be
+/// called inside a tokio runtime when `buffers` is `Open`.
+pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec<BuildError>> {
     let data_dir = resolve_data_dir(config.data_dir.as_deref()).map_err(|e| vec![BuildError::from(e)])?;
     let shutdown = CancellationToken::new();
     let mut errors = Vec::new();
@@ -72,20 +85,28 @@ pub fn build_pipeline(config: &Config) -> Result<Pipeline, Vec<BuildError>> {
             metrics: metrics.clone(),
             data_dir: data_dir.clone(),
         };
+        let buffer_dir = ferry_buffers::disk_buffer_dir(&data_dir, &sink.id);
         let built = sink.config.build(cx).and_then(|(runner, healthcheck)| {
-            let (writer, reader) = ferry_buffers::build(sink.config.buffer(), metrics.clone())?;
-            Ok((runner, healthcheck, writer, reader))
+            let buffer = match buffers {
+                Buffers::Open => Some(ferry_buffers::build(
+                    sink.config.buffer(),
+                    &buffer_dir,
+                    metrics.clone(),
+                )?),
+                Buffers::Skip => None,
+            };
+            Ok((runner, healthcheck, buffer))
         });
         match built {
-            Ok((runner, healthcheck, writer, reader)) => {
+            Ok((runner, healthcheck, buffer)) => {
                 sink_index.insert(sink.id.clone(), sinks.len());
                 sinks.push(BuiltSink {
                     id: sink.id.clone(),
                     runner,
                     healthcheck: sink.config.healthcheck_enabled().then_some(healthcheck),
                     metrics,
-                    writer,
-                    reader,
+                    durable: sink.config.buffer().kind == ferry_core::BufferType::Disk,
+                    buffer,
                 });
             }
             Err(source) => errors.push(BuildError::Component {

@@ -15,8 +15,9 @@
 //!   fan-out wait, which makes the source wait.
 //! - Shutdown begins at end of input (every source finished) or at the first SIGINT/SIGTERM:
 //!   sources stop, the fan-outs end, buffers drain, sinks flush. All of it must finish within
-//!   [`RunOptions::shutdown_timeout`]; what is still unconfirmed then is reported
-//!   ([`RunOutcome::Unfinished`]). A second signal ends the run at once ([`RunOutcome::Aborted`]).
+//!   [`RunOptions::shutdown_timeout`]; what is still unconfirmed then is reported: events of
+//!   memory-buffered sinks are lost ([`RunOutcome::Unfinished`]); those of disk-buffered sinks
+//!   stay on disk for the next start, and the run still counts as completed. A second signal ends the run at once ([`RunOutcome::Aborted`]).
 //! - One summary line per sink is logged every [`RunOptions::summary_interval`] and once at
 //!   exit (`final summary`): received, delivered, retried, rejected, dropped, buffered,
 //!   in flight.
@@ -26,6 +27,6 @@ mod run;
 mod signals;
 mod summary;
 
-pub use build::{BuildError, Pipeline, build_pipeline, check_health};
+pub use build::{Buffers, BuildError, Pipeline, build_pipeline, check_health};
 pub use run::{RunOptions, RunOutcome, run};
 pub use signals::Signals;

@@ -63,12 +63,17 @@ pub async fn run(mut pipeline: Pipeline, options: RunOptions, mut signals: Signa
         .iter()
         .map(|s| (s.id.clone(), s.metrics.clone()))
         .collect();
+    let durable: Vec<bool> = pipeline.sinks.iter().map(|s| s.durable).collect();
     let mut writers: Vec<Option<BufferWriter>> = Vec::new();
     let mut sink_tasks = Vec::new();
     for sink in pipeline.sinks {
-        writers.push(Some(sink.writer));
+        let Some((writer, reader)) = sink.buffer else {
+            tracing::error!(sink = %sink.id, "pipeline was built without buffers and cannot run");
+            return RunOutcome::SinkFailed(vec![(sink.id, "no buffer".into())]);
+        };
+        writers.push(Some(writer));
         let id = sink.id.clone();
-        sink_tasks.push((id, tokio::spawn(sink.runner.run(sink.reader))));
+        sink_tasks.push((id, tokio::spawn(sink.runner.run(reader))));
     }
     let mut source_tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut fan_outs = Vec::new();
@@ -134,17 +139,21 @@ pub async fn run(mut pipeline: Pipeline, options: RunOptions, mut signals: Signa
     let outcome = tokio::select! {
         failed = drain => if failed.is_empty() { RunOutcome::Completed } else { RunOutcome::SinkFailed(failed) },
         () = tokio::time::sleep(options.shutdown_timeout) => {
-            let unfinished: Vec<(String, u64)> = metrics
-                .iter()
-                .map(|(id, m)| {
-                    let s = m.snapshot();
-                    (id.clone(), s.buffered + s.in_flight)
-                })
-                .collect();
-            for (id, n) in &unfinished {
-                tracing::error!(sink = %id, unconfirmed = n, "shutdown deadline passed; these events were not confirmed and are lost with this process");
+            let mut lost = Vec::new();
+            for ((id, m), durable) in metrics.iter().zip(&durable) {
+                let s = m.snapshot();
+                let unconfirmed = s.buffered + s.in_flight;
+                if unconfirmed == 0 {
+                    continue;
+                }
+                if *durable {
+                    tracing::warn!(sink = %id, unconfirmed, "shutdown deadline passed; these events stay in the disk buffer and are delivered after the next start");
+                } else {
+                    tracing::error!(sink = %id, unconfirmed, "shutdown deadline passed; these events were not confirmed and are lost with this process");
+                    lost.push((id.clone(), unconfirmed));
+                }
             }
-            RunOutcome::Unfinished(unfinished)
+            if lost.is_empty() { RunOutcome::Completed } else { RunOutcome::Unfinished(lost) }
         }
         name = signals.recv() => {
             tracing::warn!(signal = name, "second signal: exiting without waiting for the sinks");

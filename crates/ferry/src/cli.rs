@@ -42,12 +42,34 @@ pub enum Command {
     /// Check a configuration: parse it, build every component and run the sinks' health
     /// checks; prints every problem found and exits 0 (valid) or 1.
     Validate(ValidateArgs),
+    /// Inspect or verify disk buffers. Run it while ferry is stopped: a running ferry holds
+    /// its buffers' locks.
+    Buffer {
+        #[command(subcommand)]
+        action: BufferCommand,
+    },
     /// List every registered source and sink type with a one-line description.
     List {
         /// Also print each component's example configuration.
         #[arg(long)]
         examples: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BufferCommand {
+    /// Per sink: records, events, bytes, size on disk, and the oldest event's time.
+    Inspect(BufferArgs),
+    /// Read every record and verify its checksum; exit 1 if any is corrupt.
+    Check(BufferArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BufferArgs {
+    /// The data directory (the configuration's `data_dir`); its `buffers/` holds one
+    /// directory per disk-buffered sink. Default: the same default ferry uses.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use ferry_config::Config;
 use ferry_core::component::registered_components;
 use ferry_topology::{RunOptions, RunOutcome, Signals};
 
-use crate::cli::{Cli, Command, ConfigArgs, RunArgs, ValidateArgs};
+use crate::cli::{BufferArgs, BufferCommand, Cli, Command, ConfigArgs, RunArgs, ValidateArgs};
 
 /// Status for a second signal, as a shell reports death by SIGINT.
 const EXIT_ABORTED: u8 = 130;
@@ -18,8 +18,66 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Validate(args)) => validate(args),
+        Some(Command::Buffer { action }) => match action {
+            BufferCommand::Inspect(args) => buffers(args, false),
+            BufferCommand::Check(args) => buffers(args, true),
+        },
         None => run(cli.run),
     }
+}
+
+/// `ferry buffer inspect|check`.
+fn buffers(args: BufferArgs, verify: bool) -> anyhow::Result<ExitCode> {
+    let data_dir = ferry_config::resolve_data_dir(args.data_dir.as_deref())?;
+    let root = data_dir.join("buffers");
+    let mut dirs: Vec<_> = match std::fs::read_dir(&root) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    dirs.sort();
+    if dirs.is_empty() {
+        println!("no disk buffers under {}", root.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut corrupt = 0;
+    for dir in dirs {
+        let sink = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let report = ferry_buffers::inspect(&dir, verify).with_context(|| format!("sink `{sink}`"))?;
+        println!(
+            "sink `{sink}`: {} events, {} bytes in records, {} bytes on disk{}{}",
+            report.events,
+            report.bytes,
+            report.size_on_disk,
+            if verify {
+                format!(", {} records", report.records)
+            } else {
+                String::new()
+            },
+            report
+                .oldest
+                .map(|t| format!(", oldest event {t}"))
+                .unwrap_or_default()
+        );
+        for (sequence, why) in &report.corrupt {
+            println!("  corrupt record at sequence {sequence}: {why}");
+        }
+        corrupt += report.corrupt.len();
+    }
+    if verify {
+        if corrupt > 0 {
+            println!("{corrupt} corrupt record(s): ferry skips and deletes them when it reads them");
+            return Ok(ExitCode::FAILURE);
+        }
+        println!("every record's checksum is valid");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(examples: bool) {
@@ -68,8 +126,8 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("{flag} must be a number of seconds, 0 or more"))
 }
 
-fn build_or_report(config: &Config) -> Option<ferry_topology::Pipeline> {
-    match ferry_topology::build_pipeline(config) {
+fn build_or_report(config: &Config, buffers: ferry_topology::Buffers) -> Option<ferry_topology::Pipeline> {
+    match ferry_topology::build_pipeline(config, buffers) {
         Ok(pipeline) => Some(pipeline),
         Err(errors) => {
             for e in errors {
@@ -87,7 +145,7 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let timeout = seconds(args.healthcheck_timeout, "--healthcheck-timeout")?;
     let rt = runtime()?;
     let _guard = rt.enter();
-    let Some(mut pipeline) = build_or_report(&config) else {
+    let Some(mut pipeline) = build_or_report(&config, ferry_topology::Buffers::Skip) else {
         return Ok(ExitCode::FAILURE);
     };
     let (n_sources, n_sinks) = (config.sources.len(), config.sinks.len());
@@ -127,7 +185,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let outcome = rt.block_on(async {
         let signals = Signals::install().context("cannot install the SIGINT/SIGTERM handlers")?;
-        let Some(pipeline) = build_or_report(&config) else {
+        let Some(pipeline) = build_or_report(&config, ferry_topology::Buffers::Open) else {
             return Ok(None);
         };
         anyhow::Ok(Some(ferry_topology::run(pipeline, options, signals).await))

@@ -1,0 +1,355 @@
+use std::collections::VecDeque;
+
+use ferry_core::{BatchStatusReceiver, Value};
+use futures::StreamExt;
+use proptest::prelude::*;
+
+use super::*;
+
+fn config(max_size: u64, when_full: WhenFull) -> BufferConfig {
+    BufferConfig {
+        kind: ferry_core::BufferType::Disk,
+        max_size: Some(max_size),
+        when_full,
+        sync_interval_ms: 5,
+        ..BufferConfig::default()
+    }
+}
+
+fn tracked(ids: std::ops::Range<u64>) -> (Vec<LogEvent>, BatchStatusReceiver) {
+    let (notifier, status) = BatchNotifier::new_with_receiver();
+    let events = ids
+        .map(|i| {
+            let mut e = LogEvent::from_message(format!("event {i}"));
+            e.fields_mut().insert("id", Value::Integer(i as i64));
+            e.attach_notifier(&notifier);
+            e
+        })
+        .collect();
+    (events, status)
+}
+
+fn id(e: &LogEvent) -> u64 {
+    match e.fields().get("id") {
+        Some(Value::Integer(i)) => *i as u64,
+        _ => panic!("no id"),
+    }
+}
+
+async fn next(reader: &mut DiskReader) -> Vec<LogEvent> {
+    tokio::time::timeout(Duration::from_secs(5), reader.next())
+        .await
+        .expect("a batch within 5 s")
+        .expect("the stream is open")
+}
+
+#[tokio::test]
+async fn source_hears_delivered_after_fsync_and_the_buffer_owns_events_until_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, mut reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
+    let (events, status) = tracked(0..10);
+    writer.write(events).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), status)
+            .await
+            .unwrap(),
+        DeliveryStatus::Delivered
+    );
+    let batch = next(&mut reader).await;
+    assert_eq!(
+        batch.iter().map(id).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(metrics.buffered.load(Ordering::Relaxed), 10);
+    for e in batch {
+        e.settle(DeliveryStatus::Delivered);
+    }
+    assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn unacknowledged_records_survive_a_restart_and_acknowledged_ones_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (writer, mut reader) = open(
+            dir.path(),
+            &config(1 << 30, WhenFull::Block),
+            Arc::new(SinkMetrics::default()),
+        )
+        .unwrap();
+        for range in [0..5, 5..8, 8..12] {
+            let (events, status) = tracked(range);
+            writer.write(events).await.unwrap();
+            status.await;
+        }
+        drop(writer);
+        let first = next(&mut reader).await;
+        for e in first {
+            e.settle(DeliveryStatus::Delivered);
+        }
+        // The second batch is dropped unsettled (a crash between read and delivery).
+        drop(next(&mut reader).await);
+        drop(reader);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, mut reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
+    drop(writer);
+    let mut ids = Vec::new();
+    while let Some(batch) = tokio::time::timeout(Duration::from_secs(5), reader.next())
+        .await
+        .unwrap()
+    {
+        ids.extend(batch.iter().map(id));
+    }
+    assert_eq!(ids, (5..12).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_second_process_gets_a_clear_lock_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(
+        dir.path(),
+        &config(1 << 30, WhenFull::Block),
+        Arc::new(SinkMetrics::default()),
+    )
+    .unwrap();
+    let err = open(
+        dir.path(),
+        &config(1 << 30, WhenFull::Block),
+        Arc::new(SinkMetrics::default()),
+    )
+    .unwrap_err();
+    assert!(matches!(err, BufferError::Locked { .. }));
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn drop_newest_at_max_size_counts_and_reports_the_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(SinkMetrics::default());
+    // Each 300-event record is about 10 KiB: the second one does not fit in 12 KiB.
+    let (writer, _reader) = open(
+        dir.path(),
+        &config(12 * 1024, WhenFull::DropNewest),
+        metrics.clone(),
+    )
+    .unwrap();
+    let (first, first_status) = tracked(0..300);
+    writer.write(first).await.unwrap();
+    assert_eq!(first_status.await, DeliveryStatus::Delivered);
+    let (second, second_status) = tracked(300..600);
+    writer.write(second).await.unwrap();
+    assert_eq!(second_status.await, DeliveryStatus::Errored);
+    assert_eq!(metrics.dropped.load(Ordering::Relaxed), 300);
+}
+
+#[tokio::test]
+async fn a_blocked_writer_resumes_when_the_sink_frees_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, mut reader) = open(
+        dir.path(),
+        &config(12 * 1024, WhenFull::Block),
+        Arc::new(SinkMetrics::default()),
+    )
+    .unwrap();
+    let (first, _) = tracked(0..300);
+    writer.write(first).await.unwrap();
+    let (second, second_status) = tracked(300..600);
+    writer.write(second).await.unwrap();
+    let mut second_status = Box::pin(second_status);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut second_status)
+            .await
+            .is_err(),
+        "blocked while full"
+    );
+    for e in next(&mut reader).await {
+        e.settle(DeliveryStatus::Delivered);
+    }
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), second_status)
+            .await
+            .unwrap(),
+        DeliveryStatus::Delivered
+    );
+    assert_eq!(next(&mut reader).await.len(), 300);
+}
+
+#[tokio::test]
+async fn a_corrupt_record_is_skipped_reported_and_does_not_block() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (writer, _reader) = open(
+            dir.path(),
+            &config(1 << 30, WhenFull::Block),
+            Arc::new(SinkMetrics::default()),
+        )
+        .unwrap();
+        for range in [0..3, 3..6, 6..9] {
+            let (events, status) = tracked(range);
+            writer.write(events).await.unwrap();
+            status.await;
+        }
+        drop(writer);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    {
+        // Flip a byte in the middle record's body (once the tasks let go of the buffer).
+        let mut store = None;
+        for _ in 0..100 {
+            if let Ok(s) = Store::open(dir.path()) {
+                store = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let store = store.expect("the buffer is released");
+        let (seq, value) = store.next_after(Some(0)).unwrap().unwrap();
+        let mut bad = value.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        store.insert(seq, &bad).unwrap();
+        store.sync(store.totals()).unwrap();
+        let report = inspect_store(&store);
+        assert_eq!(report, 1);
+    }
+    let report = inspect(dir.path(), true).unwrap();
+    assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, mut reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
+    drop(writer);
+    let mut ids = Vec::new();
+    while let Some(batch) = tokio::time::timeout(Duration::from_secs(5), reader.next())
+        .await
+        .unwrap()
+    {
+        ids.extend(batch.iter().map(id));
+    }
+    assert_eq!(ids, [0, 1, 2, 6, 7, 8]);
+    assert_eq!(metrics.rejected.load(Ordering::Relaxed), 3);
+}
+
+fn inspect_store(store: &Store) -> usize {
+    store
+        .iter()
+        .filter(|r| {
+            let (_, v) = r.as_ref().unwrap();
+            record::verify(v).is_err()
+        })
+        .count()
+}
+
+/// One step of the model test.
+#[derive(Clone, Debug)]
+enum Op {
+    Write(u8),
+    Read,
+    AckOldest,
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1u8..20).prop_map(Op::Write),
+        Just(Op::Read),
+        Just(Op::AckOldest),
+        Just(Op::Restart),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Against a simple queue model: every written (and acknowledged-as-durable) event is
+    /// read, in order, until it is acknowledged; nothing acknowledged to a source is lost
+    /// across restarts, and nothing acknowledged by the sink comes back.
+    #[test]
+    fn behaves_like_a_queue_across_restarts(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = config(1 << 30, WhenFull::Block);
+            let mut buffer = Some(open(dir.path(), &cfg, Arc::new(SinkMetrics::default())).unwrap());
+            // Events written and not yet acknowledged by the sink, in order.
+            let mut model: VecDeque<u64> = VecDeque::new();
+            // How many of `model`'s front were handed to the sink in this run.
+            let mut handed = 0usize;
+            let mut held: VecDeque<LogEvent> = VecDeque::new();
+            let mut next_id = 0u64;
+            for op in ops {
+                let (writer, reader) = buffer.as_mut().unwrap();
+                match op {
+                    Op::Write(n) => {
+                        let (events, status) = tracked(next_id..next_id + u64::from(n));
+                        writer.write(events).await.unwrap();
+                        assert_eq!(status.await, DeliveryStatus::Delivered);
+                        model.extend(next_id..next_id + u64::from(n));
+                        next_id += u64::from(n);
+                    }
+                    Op::Read => {
+                        if handed < model.len() {
+                            let batch = next(reader).await;
+                            for e in batch {
+                                assert_eq!(Some(&id(&e)), model.get(handed), "read out of order");
+                                handed += 1;
+                                held.push_back(e);
+                            }
+                        }
+                    }
+                    Op::AckOldest => {
+                        // Acknowledge every held event of the oldest record read.
+                        if let Some(first) = held.front().map(id) {
+                            let mut acked = Vec::new();
+                            while held.front().is_some_and(|e| id(e) >= first) && !held.is_empty() {
+                                let e = held.pop_front().unwrap();
+                                acked.push(id(&e));
+                                e.settle(DeliveryStatus::Delivered);
+                            }
+                            model.retain(|i| !acked.contains(i));
+                            handed -= acked.len();
+                        }
+                    }
+                    Op::Restart => {
+                        held.clear();
+                        handed = 0;
+                        drop(buffer.take());
+                        // Let the tasks notice and release the lock.
+                        let mut reopened = None;
+                        for _ in 0..50 {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            if let Ok(b) = open(dir.path(), &cfg, Arc::new(SinkMetrics::default())) {
+                                reopened = Some(b);
+                                break;
+                            }
+                        }
+                        buffer = Some(reopened.expect("reopens after a restart"));
+                    }
+                }
+            }
+            // Finally everything not acknowledged is still there, in order.
+            held.clear();
+            buffer = None;
+            let mut reopened = None;
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if let Ok(b) = open(dir.path(), &cfg, Arc::new(SinkMetrics::default())) {
+                    reopened = Some(b);
+                    break;
+                }
+            }
+            let (writer, mut reader) = reopened.expect("reopens");
+            drop(writer);
+            let mut remaining = Vec::new();
+            while let Some(batch) = tokio::time::timeout(Duration::from_secs(5), reader.next()).await.unwrap() {
+                remaining.extend(batch.iter().map(id));
+            }
+            assert_eq!(remaining, model.into_iter().collect::<Vec<_>>());
+            let _ = buffer;
+        });
+    }
+}
