@@ -179,3 +179,59 @@ fn missing_config_file_is_one_readable_line() {
     );
     assert!(!err.contains("panicked"));
 }
+
+#[test]
+fn a_second_signal_exits_at_once_with_130() {
+    // A sink that can never deliver (nothing listens), so the drain after the first signal
+    // would wait for the whole shutdown timeout.
+    let port = ferry_tansu::free_port().unwrap();
+    let config = ConfigDir::new(&format!(
+        r#"
+[sources.gen]
+type = "demo"
+rate = 100
+
+[sinks.kafka]
+type = "kafka"
+inputs = ["gen"]
+bootstrap_servers = "127.0.0.1:{port}"
+topic = "t"
+healthcheck = false
+"#
+    ));
+    let child = config
+        .ferry(&["--shutdown-timeout", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    signal(child.id(), "TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    signal(child.id(), "INT");
+    let output = wait_with_limit(child, Duration::from_secs(10));
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(stderr(&output).contains("second signal"));
+}
+
+#[test]
+fn json_log_format_writes_one_object_per_line() {
+    let config = ConfigDir::new(STDIN_TO_CONSOLE);
+    let output = run_with_input(
+        config.ferry(&["--log-format", "json"]),
+        b"x\n",
+        Duration::from_secs(30),
+    );
+    assert!(output.status.success());
+    let err = stderr(&output);
+    let summary = err
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))
+        })
+        .find(|v| v["message"] == "final summary")
+        .expect("a final summary line");
+    assert_eq!(summary["sink"], "out");
+    assert_eq!(summary["delivered"], 1);
+}

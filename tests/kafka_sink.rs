@@ -176,6 +176,41 @@ encoding.only_fields = ["message", "unit"]
 }
 
 #[test]
+fn a_record_over_message_max_bytes_is_rejected_and_the_stream_goes_on() {
+    let kafka = TestKafka::start();
+    let topic = unique("e2e-big");
+    kafka.create_topics(&[&topic]);
+    let config = ConfigDir::new(&format!(
+        r#"
+[sources.in]
+type = "stdin"
+
+[sinks.kafka]
+type = "kafka"
+inputs = ["in"]
+bootstrap_servers = "{brokers}"
+topic = "{topic}"
+librdkafka_options."message.max.bytes" = "2000"
+"#,
+        brokers = kafka.bootstrap_servers()
+    ));
+    let input = format!("small 1\n{}\nsmall 2\n", "x".repeat(5000));
+    let output = run_with_input(config.ferry(&[]), input.as_bytes(), Duration::from_secs(60));
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert_eq!(summary_counter(&err, "kafka", "rejected"), Some(1), "{err}");
+    assert_eq!(summary_counter(&err, "kafka", "delivered"), Some(2), "{err}");
+    assert!(
+        err.contains("event rejected") && err.to_lowercase().contains("too large"),
+        "the cause is named: {err}"
+    );
+    let records = read_topic(kafka.bootstrap_servers(), &topic, 2, IDLE);
+    let mut payloads: Vec<&str> = records.iter().map(|r| r.payload_str()).collect();
+    payloads.sort();
+    assert_eq!(payloads, ["small 1", "small 2"]);
+}
+
+#[test]
 fn unknown_librdkafka_option_is_a_startup_error_naming_it() {
     let config = ConfigDir::new(
         r#"

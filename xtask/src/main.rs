@@ -7,7 +7,9 @@
 //! - `demo`: the main job end to end: broker, ferry streaming demo logs, records read back.
 //! - `test`: everything CI runs: setup, lint, and every test of the workspace.
 //! - `lint`: `cargo fmt --check` and clippy with `-D warnings`.
+//! - `bench`: Ferry side by side with kcat and a raw librdkafka producer.
 
+mod bench;
 mod broker;
 mod demo;
 mod setup;
@@ -24,6 +26,8 @@ tasks:
   broker stop   stop it
   demo          start the broker, stream demo logs through ferry into Kafka, read them back
   test          setup + lint + every test (what CI runs)
+  bench         ferry vs kcat vs a raw rdkafka producer; prints a table, writes docs/benchmarks.md
+                (--events N, --rounds N, --only a,b, --peer NAME='CMD {topic} {brokers}', --no-docs)
   lint          cargo fmt --check and cargo clippy -D warnings";
 
 fn main() {
@@ -44,6 +48,7 @@ fn run() -> Result<()> {
         }
         ["broker", "stop"] => broker::stop_background(),
         ["demo"] => demo::run(),
+        ["bench", rest @ ..] => bench::run(rest),
         ["test"] => test(),
         ["lint"] => lint(),
         [] | ["help"] | ["--help"] | ["-h"] => {

@@ -118,3 +118,52 @@ pub fn tansu() -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(binary)
 }
+
+/// A directory holding `librdkafka.so.1` from the confluent-kafka wheel (librdkafka 2.12):
+/// Debian's kcat links librdkafka 2.0.2, which cannot talk to tansu, and runs with this on
+/// `LD_LIBRARY_PATH` instead. Installs the wheel (and kcat) on first use.
+pub fn kcat_librdkafka() -> Result<PathBuf> {
+    if !on_path("kcat") {
+        step("installing kcat (Debian package)");
+        let sudo = !is_root() && on_path("sudo");
+        let mut cmd = if sudo {
+            Command::new("sudo")
+        } else {
+            Command::new("apt-get")
+        };
+        if sudo {
+            cmd.arg("apt-get");
+        }
+        run_command(
+            cmd.args(["install", "-y", "-qq", "kcat"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
+    let lib_dir = home.join(".cache/ferry/librdkafka");
+    let link = lib_dir.join("librdkafka.so.1");
+    if link.exists() {
+        return Ok(lib_dir);
+    }
+    let wheel_dir = home.join(".cache/ferry/confluent-kafka");
+    step("installing librdkafka 2.12 for kcat (PyPI confluent-kafka wheel)");
+    run_command(
+        Command::new("python3")
+            .args(["-m", "pip", "install", "-q", "--target"])
+            .arg(&wheel_dir)
+            .arg("confluent-kafka==2.12.0"),
+    )?;
+    let libs = wheel_dir.join("confluent_kafka.libs");
+    let so = std::fs::read_dir(&libs)
+        .with_context(|| format!("{} is missing", libs.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("librdkafka"))
+        })
+        .context("no librdkafka in the wheel")?;
+    std::fs::create_dir_all(&lib_dir)?;
+    std::os::unix::fs::symlink(so, &link)?;
+    Ok(lib_dir)
+}

@@ -1,0 +1,461 @@
+//! `cargo xtask bench`: Ferry side by side with kcat and a raw librdkafka producer, against one
+//! local tansu broker (memory storage) and one deterministic input, in alternating rounds.
+//!
+//! For each run: wall time until the shipper exited with everything confirmed, events/s,
+//! MiB/s, CPU seconds of the shipper (user + sys, from `wait4`) per million events, its peak
+//! RSS (`VmHWM`, sampled while it runs: `ru_maxrss` is inherited across fork+exec), and the
+//! broker's CPU seconds. The delivered count is checked by reading the topic back.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ferry_tansu::{Broker, Storage};
+
+use crate::setup;
+use crate::util::{cargo, root, step};
+
+struct Options {
+    events: u64,
+    rounds: usize,
+    peers: Vec<(String, String)>,
+    only: Option<Vec<String>>,
+    write_docs: bool,
+}
+
+fn parse(args: &[&str]) -> Result<Options> {
+    let mut options = Options {
+        events: 1_000_000,
+        rounds: 3,
+        peers: Vec::new(),
+        only: None,
+        write_docs: true,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .copied()
+                .with_context(|| format!("{name} needs a value"))
+        };
+        match *arg {
+            "--events" => options.events = value("--events")?.parse().context("--events takes a number")?,
+            "--rounds" => options.rounds = value("--rounds")?.parse().context("--rounds takes a number")?,
+            "--only" => options.only = Some(value("--only")?.split(',').map(str::to_owned).collect()),
+            "--no-docs" => options.write_docs = false,
+            "--peer" => {
+                let spec = value("--peer")?;
+                let (name, command) = spec
+                    .split_once('=')
+                    .context("--peer takes NAME='COMMAND {topic} {brokers}'")?;
+                options.peers.push((name.to_owned(), command.to_owned()));
+            }
+            other => bail!(
+                "unknown bench option `{other}`; options: --events N, --rounds N, --only a,b, --peer NAME='CMD {{topic}} {{brokers}}', --no-docs"
+            ),
+        }
+    }
+    if options.rounds == 0 || options.events == 0 {
+        bail!("--events and --rounds must be at least 1");
+    }
+    Ok(options)
+}
+
+/// One contender: how to run it for a topic.
+struct Contender {
+    name: String,
+    /// The program and its arguments; `{topic}` and `{brokers}` are substituted.
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    /// A ferry configuration to write first (its disk buffer needs a fresh data_dir per run).
+    ferry_config: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Measurement {
+    wall: f64,
+    cpu: f64,
+    peak_rss_kib: u64,
+    broker_cpu: f64,
+    delivered: u64,
+}
+
+pub fn run(args: &[&str]) -> Result<()> {
+    let options = parse(args)?;
+    let tools = setup::install()?;
+    step("building release binaries (ferry, raw-producer, kafka-read)");
+    cargo(&["build", "--release", "--workspace", "--bins"], &[])?;
+    let bench_dir = root().join("target/bench");
+    std::fs::create_dir_all(&bench_dir)?;
+    let input = generate_input(&bench_dir, options.events)?;
+    let input_bytes = std::fs::metadata(&input)?.len();
+    let kcat_lib = match setup::kcat_librdkafka() {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            eprintln!("kcat will be skipped: {e:#}");
+            None
+        }
+    };
+    let contenders = contenders(&options, kcat_lib.as_deref());
+    step(&format!(
+        "{} contenders x {} rounds over {} events ({:.1} MiB); starting tansu (memory storage)",
+        contenders.len(),
+        options.rounds,
+        options.events,
+        input_bytes as f64 / 1048576.0
+    ));
+    let broker = Broker::start(&tools.tansu, Storage::Memory)?;
+    let brokers = broker.bootstrap_servers();
+    let broker_pid = broker.pid().context("broker pid")?;
+    let release = root().join("target/release");
+    let mut results: BTreeMap<String, Vec<Measurement>> = BTreeMap::new();
+    let total = contenders.len() * options.rounds;
+    let mut done = 0;
+    for round in 1..=options.rounds {
+        for contender in &contenders {
+            done += 1;
+            let topic = format!("bench-{}-{round}", contender.name);
+            broker.create_topic(&topic, 3)?;
+            let data_dir = bench_dir.join(format!("data-{}-{round}", contender.name));
+            let _ = std::fs::remove_dir_all(&data_dir);
+            let mut env = contender.env.clone();
+            if let Some(config) = &contender.ferry_config {
+                let path = bench_dir.join(format!("{}.toml", contender.name));
+                let text = config.replace("{data_dir}", &data_dir.display().to_string());
+                std::fs::write(&path, text)?;
+                env.push(("BENCH_CONFIG".into(), path.display().to_string()));
+            }
+            env.push(("BENCH_BROKERS".into(), brokers.clone()));
+            env.push(("BENCH_TOPIC".into(), topic.clone()));
+            let argv: Vec<String> = contender
+                .argv
+                .iter()
+                .map(|a| a.replace("{topic}", &topic).replace("{brokers}", &brokers))
+                .collect();
+            eprint!("[{done}/{total}] round {round}: {:<18}", contender.name);
+            let mut m = measure(&argv, &env, &input, broker_pid)?;
+            m.delivered = count_records(&release.join("kafka-read"), &brokers, &topic)?;
+            eprintln!(
+                " {:>9.0} events/s  {:>5.2} CPU s/M  {:>6.1} MiB peak  delivered {}",
+                options.events as f64 / m.wall,
+                m.cpu / (options.events as f64 / 1e6),
+                m.peak_rss_kib as f64 / 1024.0,
+                m.delivered
+            );
+            if m.delivered < options.events {
+                eprintln!(
+                    "    WARNING: {} of {} events delivered",
+                    m.delivered, options.events
+                );
+            }
+            let _ = std::fs::remove_dir_all(&data_dir);
+            results.entry(contender.name.clone()).or_default().push(m);
+        }
+    }
+    let table = table(&contenders, &results, options.events, input_bytes);
+    println!("\n{table}");
+    if options.write_docs {
+        write_docs(&table, &options, args)?;
+        println!("written to docs/benchmarks.md");
+    }
+    Ok(())
+}
+
+fn contenders(options: &Options, kcat_lib: Option<&Path>) -> Vec<Contender> {
+    let release = root().join("target/release");
+    let ferry = release.join("ferry").display().to_string();
+    let ferry_with = |name: &str, sink_extra: &str, decode: &str| Contender {
+        name: name.to_owned(),
+        argv: vec![
+            ferry.clone(),
+            "--config".into(),
+            "${BENCH_CONFIG}".into(),
+            "--summary-interval".into(),
+            "0".into(),
+            "-q".into(),
+        ],
+        env: Vec::new(),
+        ferry_config: Some(format!(
+            "data_dir = \"{{data_dir}}\"\n[sources.in]\ntype = \"stdin\"\ndecoding.codec = \"{decode}\"\n\n[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"${{BENCH_BROKERS}}\"\ntopic = \"${{BENCH_TOPIC}}\"\n{sink_extra}\n"
+        )),
+    };
+    let mut all = Vec::new();
+    if let Some(lib) = kcat_lib {
+        all.push(Contender {
+            name: "kcat".into(),
+            argv: [
+                "kcat",
+                "-P",
+                "-b",
+                "{brokers}",
+                "-t",
+                "{topic}",
+                "-l",
+                "/dev/stdin",
+            ]
+            .map(String::from)
+            .to_vec(),
+            env: vec![("LD_LIBRARY_PATH".into(), lib.display().to_string())],
+            ferry_config: None,
+        });
+    }
+    all.push(Contender {
+        name: "raw-rdkafka".into(),
+        argv: vec![
+            release.join("raw-producer").display().to_string(),
+            "{brokers}".into(),
+            "{topic}".into(),
+        ],
+        env: Vec::new(),
+        ferry_config: None,
+    });
+    all.push(ferry_with("ferry-text", "encoding.codec = \"text\"", "bytes"));
+    all.push(ferry_with("ferry-json", "encoding.codec = \"json\"", "json"));
+    all.push(ferry_with(
+        "ferry-json-disk",
+        "encoding.codec = \"json\"\nbuffer.type = \"disk\"\nbuffer.max_size = 4294967296",
+        "json",
+    ));
+    all.push(ferry_with(
+        "ferry-json-lz4",
+        "encoding.codec = \"json\"\ncompression = \"lz4\"",
+        "json",
+    ));
+    all.push(ferry_with(
+        "ferry-json-zstd",
+        "encoding.codec = \"json\"\ncompression = \"zstd\"",
+        "json",
+    ));
+    for (name, command) in &options.peers {
+        all.push(Contender {
+            name: name.clone(),
+            argv: vec!["sh".into(), "-c".into(), command.clone()],
+            env: Vec::new(),
+            ferry_config: None,
+        });
+    }
+    if let Some(only) = &options.only {
+        all.retain(|c| only.contains(&c.name));
+    }
+    all
+}
+
+/// 150-byte-ish JSON access-log lines from a fixed seed, generated once and kept.
+fn generate_input(dir: &Path, events: u64) -> Result<PathBuf> {
+    let path = dir.join(format!("input-{events}.jsonl"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    step(&format!("generating {events} JSON log lines (seed 42)"));
+    let mut state: u64 = 42;
+    let mut next = move || {
+        // xorshift64*: deterministic and good enough to vary the fields.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    const METHODS: [&str; 4] = ["GET", "GET", "POST", "PUT"];
+    const PATHS: [&str; 5] = [
+        "/api/v1/orders",
+        "/api/v1/users/me",
+        "/index.html",
+        "/static/app.js",
+        "/health",
+    ];
+    const STATUS: [u16; 6] = [200, 200, 200, 201, 404, 500];
+    let mut out = String::with_capacity(events as usize * 160);
+    for i in 0..events {
+        let r = next();
+        let _ = writeln!(
+            out,
+            r#"{{"timestamp":"2026-11-25T10:{:02}:{:02}.{:03}Z","host":"web-{}","level":"info","method":"{}","path":"{}","status":{},"bytes":{},"user_id":"user-{}","seq":{i}}}"#,
+            (i / 60_000) % 60,
+            (i / 1000) % 60,
+            i % 1000,
+            r % 8,
+            METHODS[(r >> 8) as usize % 4],
+            PATHS[(r >> 16) as usize % 5],
+            STATUS[(r >> 24) as usize % 6],
+            (r >> 32) % 60_000,
+            (r >> 40) % 1000,
+        );
+    }
+    std::fs::write(&path, out)?;
+    Ok(path)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// A process's user + system CPU seconds from /proc.
+fn proc_cpu(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name may contain spaces; fields resume after its closing parenthesis.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn measure(argv: &[String], env: &[(String, String)], input: &Path, broker_pid: u32) -> Result<Measurement> {
+    let expand = |s: &str| {
+        env.iter()
+            .fold(s.to_owned(), |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v))
+    };
+    let mut cmd = Command::new(expand(&argv[0]));
+    cmd.args(argv[1..].iter().map(|a| expand(a)))
+        .stdin(File::open(input)?)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let broker_before = proc_cpu(broker_pid);
+    let start = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("cannot start {argv:?}"))?;
+    let pid = child.id();
+    let mut peak = 0;
+    let (status, rusage) = loop {
+        if let Some(hwm) = vm_hwm_kib(pid) {
+            peak = peak.max(hwm);
+        }
+        let mut status = 0;
+        // SAFETY: rusage is plain old data; wait4 fills it in when it returns the pid.
+        let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: pid is our child; WNOHANG makes this a poll.
+        let r = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut rusage) };
+        if r == pid as i32 {
+            break (status, rusage);
+        }
+        if r < 0 {
+            bail!("wait4 failed for {argv:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let wall = start.elapsed().as_secs_f64();
+    // The std handle must not wait again: wait4 reaped the child.
+    std::mem::forget(child);
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("{argv:?} failed (wait status {status})");
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Measurement {
+        wall,
+        cpu: seconds(rusage.ru_utime) + seconds(rusage.ru_stime),
+        peak_rss_kib: peak,
+        broker_cpu: proc_cpu(broker_pid) - broker_before,
+        delivered: 0,
+    })
+}
+
+/// Reads the topic back (tansu's watermarks cannot be trusted for counting).
+fn count_records(kafka_read: &Path, brokers: &str, topic: &str) -> Result<u64> {
+    let output = Command::new(kafka_read).args([brokers, topic, "0"]).output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{topic}: ")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("kafka-read printed no count: {text}"))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn table(
+    contenders: &[Contender],
+    results: &BTreeMap<String, Vec<Measurement>>,
+    events: u64,
+    bytes: u64,
+) -> String {
+    let millions = events as f64 / 1e6;
+    let row = |name: &str| {
+        let runs = &results[name];
+        let rate = median(runs.iter().map(|m| events as f64 / m.wall).collect());
+        let cpu = median(runs.iter().map(|m| m.cpu / millions).collect());
+        let rss = median(runs.iter().map(|m| m.peak_rss_kib as f64 / 1024.0).collect());
+        let broker = median(runs.iter().map(|m| m.broker_cpu / millions).collect());
+        let delivered = runs.iter().map(|m| m.delivered).min().unwrap_or(0);
+        (rate, cpu, rss, broker, delivered)
+    };
+    let kcat = results.contains_key("kcat").then(|| row("kcat"));
+    let mut out = String::from(
+        "| contender | events/s | MiB/s | CPU s per M events | peak RSS MiB | broker CPU s per M | delivered (min of runs) | events/s vs kcat | CPU vs kcat |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in contenders {
+        let (rate, cpu, rss, broker, delivered) = row(&c.name);
+        let mib = rate * (bytes as f64 / events as f64) / 1048576.0;
+        let (vs_rate, vs_cpu) = match kcat {
+            Some((k_rate, k_cpu, ..)) => (format!("{:.2}x", rate / k_rate), format!("{:.2}x", cpu / k_cpu)),
+            None => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.1} | {:.2} | {:.1} | {:.2} | {} | {} | {} |",
+            c.name, rate, mib, cpu, rss, broker, delivered, vs_rate, vs_cpu
+        );
+    }
+    out
+}
+
+fn write_docs(table: &str, options: &Options, args: &[&str]) -> Result<()> {
+    let path = root().join("docs/benchmarks.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let section = format!(
+        "<!-- bench:start -->\n## End to end: `cargo xtask bench`\n\nCommand: `cargo xtask bench {}` at commit {commit}; {cores} cores ({cpu}); {} events, {} alternating rounds, medians. One tansu 0.6.0 broker (memory storage), topics of 3 partitions; each run's delivered count read back from the topic. kcat is Debian's kcat 1.7.1 running librdkafka 2.12.0 (from the confluent-kafka wheel); raw-rdkafka is `tests/support/bin/raw_producer.rs`, the client-side ceiling.\n\n{table}\n<!-- bench:end -->",
+        args.join(" "),
+        options.events,
+        options.rounds
+    );
+    let updated = match (doc.find("<!-- bench:start -->"), doc.find("<!-- bench:end -->")) {
+        (Some(start), Some(end)) => format!(
+            "{}{}{}",
+            &doc[..start],
+            section,
+            &doc[end + "<!-- bench:end -->".len()..]
+        ),
+        _ => format!("{}\n{section}\n", doc.trim_end()),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
+}
