@@ -66,6 +66,34 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    /// Decodes one line into an event with the standard fields a source guarantees: `host`
+    /// and the ingestion `timestamp` when the decoded event has none (decoded fields win).
+    ///
+    /// The `bytes` path builds the three fields directly: this runs once per input line.
+    pub fn decode_with_standard_fields(
+        &self,
+        line: Bytes,
+        host: &Bytes,
+        now: DateTime<Utc>,
+    ) -> (LogEvent, Option<DecodeError>) {
+        match self.codec {
+            DecodingCodec::Bytes => {
+                let mut fields = Fields::with_capacity(3);
+                fields.push_unchecked(ferry_core::MESSAGE.into(), Value::Bytes(line));
+                fields.push_unchecked(ferry_core::HOST.into(), Value::Bytes(host.clone()));
+                fields.push_unchecked(TIMESTAMP.into(), Value::Timestamp(now));
+                (LogEvent::from_fields(fields), None)
+            }
+            DecodingCodec::Json => {
+                let (mut event, error) = self.decode(line);
+                add_standard_fields(&mut event, host, now);
+                (event, error)
+            }
+        }
+    }
+}
+
 fn promote_timestamp(fields: &mut Fields) {
     let Some(slot) = fields.get_mut(TIMESTAMP) else {
         return;
@@ -117,6 +145,17 @@ mod tests {
         let (e, err) = d.decode(Bytes::from_static(b"{not json"));
         assert!(err.is_some());
         assert_eq!(e.message().map(|b| &b[..]), Some(&b"{not json"[..]));
+    }
+
+    #[test]
+    fn both_paths_add_the_same_standard_fields() {
+        let now = Utc::now();
+        let host = Bytes::from_static(b"me");
+        let bytes = Decoder::new(&DecodingConfig::default());
+        let (fast, _) = bytes.decode_with_standard_fields(Bytes::from_static(b"line"), &host, now);
+        let (mut slow, _) = bytes.decode(Bytes::from_static(b"line"));
+        add_standard_fields(&mut slow, &host, now);
+        assert_eq!(fast, slow);
     }
 
     #[test]

@@ -105,13 +105,30 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut fields = Fields::with_capacity(map.size_hint().unwrap_or(8));
+        // One bit per (length, first byte, last byte) class of the keys seen so far: a key whose
+        // bit is clear cannot repeat an earlier key, so the linear duplicate scan runs only on
+        // a class collision instead of for every key.
+        let mut seen: u64 = 0;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let value = map.next_value_seed(self)?;
-            // A repeated key keeps its first position and its last value, like most parsers.
-            fields.insert(key, value);
+            let bit = 1u64 << (key_class(&key) % 64);
+            if seen & bit == 0 {
+                seen |= bit;
+                fields.push_unchecked(key, value);
+            } else {
+                // A repeated key keeps its first position and its last value, like most parsers.
+                fields.insert(key, value);
+            }
         }
         Ok(Value::Object(fields))
     }
+}
+
+fn key_class(key: &str) -> u32 {
+    let bytes = key.as_bytes();
+    let first = bytes.first().copied().unwrap_or(0) as u32;
+    let last = bytes.last().copied().unwrap_or(0) as u32;
+    (bytes.len() as u32).wrapping_mul(31) ^ first.wrapping_mul(7) ^ last
 }
 
 struct KeySeed;
@@ -179,6 +196,24 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn repeated_keys_keep_first_position_and_last_value() {
+        let fields = parse_json_object(&Bytes::from_static(
+            br#"{"a":1,"b":2,"a":3,"ab":4,"ba":5,"ab":6}"#,
+        ))
+        .unwrap();
+        let pairs: Vec<_> = fields.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a".to_owned(), Value::Integer(3)),
+                ("b".to_owned(), Value::Integer(2)),
+                ("ab".to_owned(), Value::Integer(6)),
+                ("ba".to_owned(), Value::Integer(5)),
+            ]
+        );
     }
 
     #[test]

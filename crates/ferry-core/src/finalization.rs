@@ -144,6 +144,33 @@ impl EventFinalizer {
         self.notifier.is_some()
     }
 
+    /// Turns the handle into a pointer that can travel through a C library (librdkafka's
+    /// delivery opaque) without an allocation; null when untracked. Nothing is settled: the
+    /// handle lives on in the pointer until [`EventFinalizer::from_raw`] takes it back.
+    pub fn into_raw(mut self) -> *const () {
+        match self.notifier.take() {
+            Some(notifier) => Arc::into_raw(notifier).cast(),
+            None => std::ptr::null(),
+        }
+    }
+
+    /// Takes back a handle made by [`EventFinalizer::into_raw`].
+    ///
+    /// # Safety
+    /// `ptr` must come from `into_raw` and be passed here exactly once: each pointer owns one
+    /// reference to its batch.
+    pub unsafe fn from_raw(ptr: *const ()) -> Self {
+        if ptr.is_null() {
+            return Self::default();
+        }
+        // SAFETY: by the caller's promise, `ptr` is an `Arc::into_raw` of a `BatchNotifier`
+        // whose reference has not been reclaimed yet.
+        let notifier = unsafe { Arc::from_raw(ptr.cast::<BatchNotifier>()) };
+        Self {
+            notifier: Some(notifier),
+        }
+    }
+
     /// Records the verdict and detaches; later calls do nothing.
     pub fn settle(&mut self, status: DeliveryStatus) {
         if let Some(notifier) = self.notifier.take() {
@@ -234,6 +261,23 @@ mod tests {
         assert!(seen.lock().unwrap().is_none());
         f.settle(DeliveryStatus::Delivered);
         assert_eq!(*seen.lock().unwrap(), Some(DeliveryStatus::Delivered));
+    }
+
+    #[test]
+    fn raw_round_trip_keeps_the_reference() {
+        let (notifier, mut rx) = BatchNotifier::new_with_receiver();
+        let raw = EventFinalizer::new(notifier).into_raw();
+        assert!(!raw.is_null());
+        assert_eq!(
+            now_or_never(&mut rx),
+            None,
+            "the pointer still holds the batch open"
+        );
+        // SAFETY: `raw` came from `into_raw` and is reclaimed once.
+        let mut back = unsafe { EventFinalizer::from_raw(raw) };
+        back.settle(DeliveryStatus::Delivered);
+        assert_eq!(now_or_never(rx), Some(DeliveryStatus::Delivered));
+        assert!(EventFinalizer::default().into_raw().is_null());
     }
 
     #[test]

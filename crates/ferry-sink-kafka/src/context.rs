@@ -4,6 +4,7 @@
 //! finalizers, updates counters, and queues failed records for the sink task to send again.
 
 use std::collections::{HashMap, VecDeque};
+use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -16,6 +17,23 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::IntoOpaque;
+
+/// An event's acknowledgement handle as librdkafka's delivery opaque: the handle's own
+/// pointer travels through librdkafka, so producing a record allocates nothing for it.
+pub(crate) struct DeliveryHandle(pub(crate) EventFinalizer);
+
+impl IntoOpaque for DeliveryHandle {
+    fn into_ptr(self) -> *mut c_void {
+        self.0.into_raw().cast_mut().cast()
+    }
+
+    unsafe fn from_ptr(ptr: *mut c_void) -> Self {
+        // SAFETY: librdkafka hands each opaque back exactly once (to the delivery report, or
+        // with the record when `send` fails), and it was made by `into_ptr`.
+        DeliveryHandle(unsafe { EventFinalizer::from_raw(ptr.cast_const().cast()) })
+    }
+}
 
 /// A record whose delivery failed for a reason that may pass; the sink sends it again.
 pub(crate) struct RetryRecord {
@@ -24,7 +42,7 @@ pub(crate) struct RetryRecord {
     pub(crate) payload: Vec<u8>,
     pub(crate) headers: Option<OwnedHeaders>,
     pub(crate) timestamp: Option<i64>,
-    pub(crate) finalizer: Box<EventFinalizer>,
+    pub(crate) finalizer: DeliveryHandle,
 }
 
 /// Whether a failed delivery may succeed if sent again.
@@ -199,20 +217,20 @@ impl ClientContext for FerryContext {
 }
 
 impl ProducerContext for FerryContext {
-    type DeliveryOpaque = Box<EventFinalizer>;
+    type DeliveryOpaque = DeliveryHandle;
 
     fn delivery(&self, result: &DeliveryResult<'_>, mut finalizer: Self::DeliveryOpaque) {
         let shared = &self.shared;
         match result {
             Ok(_) => {
-                finalizer.settle(DeliveryStatus::Delivered);
+                finalizer.0.settle(DeliveryStatus::Delivered);
                 SinkMetrics::add(&shared.metrics.delivered, 1);
                 SinkMetrics::sub(&shared.metrics.in_flight, 1);
             }
             Err((error, message)) => match classify(error) {
                 Failure::Permanent => {
                     SinkMetrics::sub(&shared.metrics.in_flight, 1);
-                    shared.reject(&mut finalizer, message.topic(), error);
+                    shared.reject(&mut finalizer.0, message.topic(), error);
                 }
                 Failure::Transient => {
                     // Still ours to deliver: it stays counted in flight until it is.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ferry_core::{BoxError, EventFinalizer, EventStream, LogEvent, SinkMetrics, SinkRunner};
+use ferry_core::{BoxError, EventStream, LogEvent, SinkMetrics, SinkRunner};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use rdkafka::error::KafkaError;
@@ -15,7 +15,7 @@ use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::client::Producer;
-use crate::context::{Failure, RetryRecord, SinkShared, classify};
+use crate::context::{DeliveryHandle, Failure, RetryRecord, SinkShared, classify};
 use crate::record::RecordBuilder;
 
 /// The least time between two rounds of resending failed records, so an outage that fails
@@ -106,11 +106,12 @@ impl KafkaSink {
 
     async fn produce_batch(&self, batch: Vec<LogEvent>, buf: &mut Vec<u8>) {
         for mut event in batch {
-            let mut finalizer = Box::new(event.take_finalizer());
+            let mut finalizer = DeliveryHandle(event.take_finalizer());
             let parts = match self.records.build(&event, buf) {
                 Ok(parts) => parts,
                 Err(e) => {
-                    self.shared.reject(&mut finalizer, self.records_topic_hint(), &e);
+                    self.shared
+                        .reject(&mut finalizer.0, self.records_topic_hint(), &e);
                     continue;
                 }
             };
@@ -126,7 +127,7 @@ impl KafkaSink {
             SinkMetrics::add(&self.metrics.in_flight, 1);
             if let Err((error, mut finalizer)) = self.produce(outgoing, finalizer).await {
                 SinkMetrics::sub(&self.metrics.in_flight, 1);
-                self.shared.reject(&mut finalizer, &parts.topic, &error);
+                self.shared.reject(&mut finalizer.0, &parts.topic, &error);
             }
         }
     }
@@ -158,7 +159,7 @@ impl KafkaSink {
             };
             if let Err((error, mut finalizer)) = self.produce(outgoing, finalizer).await {
                 SinkMetrics::sub(&self.metrics.in_flight, 1);
-                self.shared.reject(&mut finalizer, &topic, &error);
+                self.shared.reject(&mut finalizer.0, &topic, &error);
             }
             // Deliveries failing again meanwhile go to the shared queue; keep the order we
             // hold ahead of them.
@@ -174,8 +175,8 @@ impl KafkaSink {
     async fn produce(
         &self,
         outgoing: Outgoing<'_>,
-        finalizer: Box<EventFinalizer>,
-    ) -> Result<(), (KafkaError, Box<EventFinalizer>)> {
+        finalizer: DeliveryHandle,
+    ) -> Result<(), (KafkaError, DeliveryHandle)> {
         let mut opaque = finalizer;
         let mut headers = outgoing.headers;
         loop {

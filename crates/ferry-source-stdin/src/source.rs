@@ -2,7 +2,7 @@ use std::io::Read;
 
 use bytes::Bytes;
 use chrono::Utc;
-use ferry_codecs::{Decoder, add_standard_fields};
+use ferry_codecs::Decoder;
 use ferry_core::rate_limit::WarnLimiter;
 use ferry_core::{BoxError, LogEvent, SourceContext};
 use tokio::sync::mpsc;
@@ -66,14 +66,13 @@ fn read_stdin(config: StdinSourceConfig, source_id: String, tx: mpsc::Sender<Vec
         let now = Utc::now();
         let mut batch = Vec::with_capacity(lines.len());
         for line in lines.drain(..) {
-            let (mut event, error) = decoder.decode(line);
+            let (event, error) = decoder.decode_with_standard_fields(line, &host, now);
             if let Some(error) = error {
                 undecodable_count.set(undecodable_count.get() + 1);
                 if let Some(suppressed) = undecodable.check() {
                     tracing::warn!(source = %source_id, suppressed, "{error}");
                 }
             }
-            add_standard_fields(&mut event, &host, now);
             batch.push(event);
         }
         tx.blocking_send(batch).is_ok()

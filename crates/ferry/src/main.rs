@@ -7,6 +7,11 @@ mod logging;
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));
 
+// Every event costs a few small allocations (its field table, librdkafka's message); glibc's
+// malloc was a fifth of the instructions per event in a callgrind profile, mimalloc far less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;
