@@ -203,6 +203,33 @@ fn tls_client_certificate_with_an_encrypted_key() {
 }
 
 #[test]
+fn tls_client_certificate_as_a_pkcs12_archive() {
+    let certs = Certificates::generate();
+    let p12 = certs.pkcs12();
+    let (_broker, _stunnel, brokers) = tls_broker(&certs, "p12", true);
+    let (lines, bytes) = input();
+    let extra = format!(
+        "tls.enabled = true\ntls.ca_file = \"{}\"\ntls.crt_file = \"{}\"\ntls.key_pass = \"{}\"",
+        certs.path("ca.crt").display(),
+        p12.display(),
+        Certificates::KEY_PASS
+    );
+    let output = run_with_input(config(&brokers, "p12", &extra).ferry(&["--require-healthy"]), &bytes, Duration::from_secs(60));
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert_eq!(summary_counter(&err, "kafka", "delivered"), Some(LINES as u64), "{err}");
+    let (ca, crt, key) = (certs.path("ca.crt"), certs.path("client.crt"), certs.path("client.key"));
+    let client = [
+        ("security.protocol", "ssl"),
+        ("ssl.ca.location", ca.to_str().unwrap()),
+        ("ssl.certificate.location", crt.to_str().unwrap()),
+        ("ssl.key.location", key.to_str().unwrap()),
+        ("ssl.key.password", Certificates::KEY_PASS),
+    ];
+    assert_all_arrived(&client, &brokers, "p12", &lines);
+}
+
+#[test]
 fn untrusted_server_certificate_is_one_clear_error() {
     let certs = Certificates::generate();
     let (_broker, _stunnel, brokers) = tls_broker(&certs, "untrusted", false);

@@ -139,6 +139,16 @@ impl Certificates {
         Self { dir }
     }
 
+    /// Bundles the client certificate and key into `client.p12`, protected by `KEY_PASS`.
+    pub fn pkcs12(&self) -> PathBuf {
+        let pass = format!("pass:{}", Self::KEY_PASS);
+        openssl(
+            self.dir.path(),
+            &["pkcs12", "-export", "-in", "client.crt", "-inkey", "client.key", "-passin", &pass, "-passout", &pass, "-out", "client.p12"],
+        );
+        self.path("client.p12")
+    }
+
     /// A file in the directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
