@@ -214,11 +214,23 @@ fn tls_client_certificate_as_a_pkcs12_archive() {
         p12.display(),
         Certificates::KEY_PASS
     );
-    let output = run_with_input(config(&brokers, "p12", &extra).ferry(&["--require-healthy"]), &bytes, Duration::from_secs(60));
+    let output = run_with_input(
+        config(&brokers, "p12", &extra).ferry(&["--require-healthy"]),
+        &bytes,
+        Duration::from_secs(60),
+    );
     let err = stderr(&output);
     assert!(output.status.success(), "{err}");
-    assert_eq!(summary_counter(&err, "kafka", "delivered"), Some(LINES as u64), "{err}");
-    let (ca, crt, key) = (certs.path("ca.crt"), certs.path("client.crt"), certs.path("client.key"));
+    assert_eq!(
+        summary_counter(&err, "kafka", "delivered"),
+        Some(LINES as u64),
+        "{err}"
+    );
+    let (ca, crt, key) = (
+        certs.path("ca.crt"),
+        certs.path("client.crt"),
+        certs.path("client.key"),
+    );
     let client = [
         ("security.protocol", "ssl"),
         ("ssl.ca.location", ca.to_str().unwrap()),

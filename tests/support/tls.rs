@@ -144,7 +144,20 @@ impl Certificates {
         let pass = format!("pass:{}", Self::KEY_PASS);
         openssl(
             self.dir.path(),
-            &["pkcs12", "-export", "-in", "client.crt", "-inkey", "client.key", "-passin", &pass, "-passout", &pass, "-out", "client.p12"],
+            &[
+                "pkcs12",
+                "-export",
+                "-in",
+                "client.crt",
+                "-inkey",
+                "client.key",
+                "-passin",
+                &pass,
+                "-passout",
+                &pass,
+                "-out",
+                "client.p12",
+            ],
         );
         self.path("client.p12")
     }

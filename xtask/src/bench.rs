@@ -85,6 +85,9 @@ struct Measurement {
 }
 
 pub fn run(args: &[&str]) -> Result<()> {
+    if args.first() == Some(&"backlog") {
+        return backlog(&args[1..]);
+    }
     let options = parse(args)?;
     let tools = setup::install()?;
     step("building release binaries (ferry, raw-producer, kafka-read)");
@@ -458,4 +461,87 @@ fn write_docs(table: &str, options: &Options, args: &[&str]) -> Result<()> {
     };
     std::fs::write(path, updated)?;
     Ok(())
+}
+
+/// `cargo xtask bench backlog [--events N]`: peak RSS of ferry while it fills a disk buffer
+/// with a large backlog (the broker is unreachable), and while it reopens that backlog.
+fn backlog(args: &[&str]) -> Result<()> {
+    let events: u64 = match args {
+        [] => 4_000_000,
+        ["--events", n] => n.parse().context("--events takes a number")?,
+        _ => bail!("usage: cargo xtask bench backlog [--events N]"),
+    };
+    step("building release binaries");
+    cargo(&["build", "--release", "--workspace", "--bins"], &[])?;
+    let dir = root().join("target/bench/backlog");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let ferry = root().join("target/release/ferry").display().to_string();
+    // Nothing listens on this port: every event stays in the buffer.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let sink = format!(
+        "[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"127.0.0.1:{dead}\"\ntopic = \"t\"\nhealthcheck = false\nencoding.codec = \"json\"\nbuffer.type = \"disk\"\nbuffer.max_size = 4294967296\n"
+    );
+    let fill = dir.join("fill.toml");
+    std::fs::write(
+        &fill,
+        format!(
+            "data_dir = \"{}\"\n[sources.in]\ntype = \"demo\"\nrate = 0\ncount = {events}\nseed = 7\n{sink}",
+            dir.display()
+        ),
+    )?;
+    let reopen = dir.join("reopen.toml");
+    std::fs::write(
+        &reopen,
+        format!(
+            "data_dir = \"{}\"\n[sources.in]\ntype = \"stdin\"\n{sink}",
+            dir.display()
+        ),
+    )?;
+    let empty = dir.join("empty-input");
+    std::fs::write(&empty, b"")?;
+    let argv = |config: &Path, timeout: &str| {
+        vec![
+            ferry.clone(),
+            "-q".into(),
+            "--summary-interval".into(),
+            "0".into(),
+            "--shutdown-timeout".into(),
+            timeout.into(),
+            "--config".into(),
+            config.display().to_string(),
+        ]
+    };
+    step(&format!(
+        "filling a disk buffer with {events} demo events (broker unreachable)"
+    ));
+    let filled = measure(&argv(&fill, "1"), &[], &empty, std::process::id())?;
+    let size = dir_size(&dir.join("buffers"));
+    step("reopening the backlog (for 5 s)");
+    let reopened = measure(&argv(&reopen, "5"), &[], &empty, std::process::id())?;
+    let table = format!(
+        "| phase | events | buffer on disk | wall s | peak RSS MiB |\n|---|---|---|---|---|\n| fill | {events} | {:.0} MiB | {:.1} | {:.1} |\n| reopen | {events} | {:.0} MiB | {:.1} | {:.1} |\n",
+        size as f64 / 1048576.0,
+        filled.wall,
+        filled.peak_rss_kib as f64 / 1024.0,
+        size as f64 / 1048576.0,
+        reopened.wall,
+        reopened.peak_rss_kib as f64 / 1024.0,
+    );
+    println!("\n{table}");
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

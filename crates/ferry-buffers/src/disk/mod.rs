@@ -39,6 +39,10 @@ use store::{Store, Totals};
 
 /// Batches queued between writers and the disk writer task.
 const WRITE_QUEUE: usize = 4;
+/// The size a record aims for. sled stores values over ~128 KiB as separate blob files, and
+/// measured memory grew with the backlog when whole 1,000-event batches (~250 KiB) became
+/// blobs; records this size stay in sled's log.
+const TARGET_RECORD_BYTES: usize = 48 * 1024;
 /// Batches read ahead for the sink.
 const READ_AHEAD: usize = 2;
 
@@ -146,6 +150,7 @@ pub(crate) fn open(
         sync_interval: Duration::from_millis(config.sync_interval_ms.max(1)),
         when_full: config.when_full,
         pending: Vec::new(),
+        bytes_per_event: 256,
     };
     tokio::spawn(writer.run(in_rx));
     tokio::spawn(read_loop(shared, out_tx));
@@ -159,6 +164,8 @@ struct WriterTask {
     when_full: WhenFull,
     /// Finalizers of events written but not yet fsynced.
     pending: Vec<EventFinalizer>,
+    /// Encoded bytes per event in the last record, to size the next ones.
+    bytes_per_event: usize,
 }
 
 impl WriterTask {
@@ -186,8 +193,21 @@ impl WriterTask {
         self.shared.appended.notify_one();
     }
 
-    /// Writes one batch as one record; returns whether something was written.
+    /// Writes one batch as records of about `TARGET_RECORD_BYTES`; returns whether something
+    /// was written.
     async fn write(&mut self, mut events: Vec<LogEvent>) -> bool {
+        let per_record = (TARGET_RECORD_BYTES / self.bytes_per_event.max(1)).max(1);
+        let mut written = false;
+        while events.len() > per_record {
+            let rest = events.split_off(per_record);
+            written |= self.write_record(events).await;
+            events = rest;
+        }
+        written | self.write_record(events).await
+    }
+
+    /// Writes events as one record.
+    async fn write_record(&mut self, mut events: Vec<LogEvent>) -> bool {
         if events.is_empty() {
             return false;
         }
@@ -197,6 +217,7 @@ impl WriterTask {
         drop(events);
         let n = finalizers.len() as u64;
         let len = record.len() as u64;
+        self.bytes_per_event = (record.len() / finalizers.len()).max(1);
         // Wait for room (or drop), but never hold back the acknowledgement of what is written.
         loop {
             let used = self.shared.bytes.load(Ordering::Acquire);
