@@ -21,21 +21,11 @@ fn two_hundred_thousand_events_survive_kill_9_while_the_broker_is_down() {
     let brokers = kafka.bootstrap_servers().to_owned();
     kafka.broker.as_mut().unwrap().stop();
 
-    let config = ConfigDir::new(&format!(
-        r#"
-[sources.in]
-type = "stdin"
-
-[sinks.kafka]
-type = "kafka"
-inputs = ["in"]
-bootstrap_servers = "{brokers}"
-topic = "{topic}"
-healthcheck = false
-buffer.type = "disk"
-buffer.max_size = 1073741824
-"#
-    ));
+    let config = ConfigDir::stdin_to_kafka(
+        &brokers,
+        topic,
+        "healthcheck = false\nbuffer.type = \"disk\"\nbuffer.max_size = 1073741824",
+    );
 
     // Run 1: the broker is down; everything goes to the disk buffer; then kill -9.
     let mut first = config
@@ -111,21 +101,11 @@ buffer.max_size = 1073741824
 #[test]
 fn disk_buffered_events_stay_on_disk_at_the_shutdown_deadline_and_exit_is_0() {
     let port = ferry_tansu::free_port().unwrap();
-    let config = ConfigDir::new(&format!(
-        r#"
-[sources.in]
-type = "stdin"
-
-[sinks.kafka]
-type = "kafka"
-inputs = ["in"]
-bootstrap_servers = "127.0.0.1:{port}"
-topic = "t"
-healthcheck = false
-buffer.type = "disk"
-buffer.max_size = 10485760
-"#
-    ));
+    let config = ConfigDir::stdin_to_kafka(
+        &format!("127.0.0.1:{port}"),
+        "t",
+        "healthcheck = false\nbuffer.type = \"disk\"\nbuffer.max_size = 10485760",
+    );
     let output = ferry_e2e::run_with_input(
         config.ferry(&["--shutdown-timeout", "2"]),
         b"a\nb\nc\n",

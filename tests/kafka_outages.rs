@@ -11,22 +11,6 @@ use ferry_e2e::{
     ConfigDir, Storage, TestKafka, read_topic, run_with_input, stderr, summary_counter, wait_with_limit,
 };
 
-fn sink_config(brokers: &str, topic: &str, extra: &str) -> ConfigDir {
-    ConfigDir::new(&format!(
-        r#"
-[sources.in]
-type = "stdin"
-
-[sinks.kafka]
-type = "kafka"
-inputs = ["in"]
-bootstrap_servers = "{brokers}"
-topic = "{topic}"
-{extra}
-"#
-    ))
-}
-
 fn durable_kafka(topic: &str) -> (TestKafka, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let kafka = TestKafka::local(Storage::Sqlite(dir.path().to_owned()));
@@ -37,7 +21,7 @@ fn durable_kafka(topic: &str) -> (TestKafka, tempfile::TempDir) {
 #[test]
 fn broker_down_at_start_with_require_healthy_is_one_line_and_exit_1() {
     let port = ferry_tansu::free_port().unwrap();
-    let config = sink_config(&format!("127.0.0.1:{port}"), "t", "");
+    let config = ConfigDir::stdin_to_kafka(&format!("127.0.0.1:{port}"), "t", "");
     let output = run_with_input(
         config.ferry(&["--require-healthy"]),
         b"never sent\n",
@@ -67,7 +51,7 @@ fn broker_down_at_start_events_wait_and_arrive_when_it_comes() {
     let (mut kafka, _dir) = durable_kafka(topic);
     let brokers = kafka.bootstrap_servers().to_owned();
     kafka.broker.as_mut().unwrap().stop();
-    let config = sink_config(&brokers, topic, "");
+    let config = ConfigDir::stdin_to_kafka(&brokers, topic, "");
     let lines: Vec<String> = (0..1000).map(|i| format!("waiting line {i}")).collect();
     let mut child = config
         .ferry(&["--shutdown-timeout", "90"])
@@ -108,7 +92,7 @@ fn outage_longer_than_message_timeout_is_retried_not_lost() {
     // have timed out and the producer re-initialises, tansu's sqlite storage panics ("more or
     // less than one row", lite.rs:503) and answers every later produce with an unknown error.
     // Against Kafka the default (idempotence on) is what users should run.
-    let config = sink_config(
+    let config = ConfigDir::stdin_to_kafka(
         &brokers,
         topic,
         "message_timeout_ms = 2000\nsocket_timeout_ms = 1000\nlibrdkafka_options.\"enable.idempotence\" = \"false\"",
@@ -163,7 +147,7 @@ fn outage_longer_than_message_timeout_is_retried_not_lost() {
 #[test]
 fn unconfirmed_events_at_the_shutdown_deadline_are_reported_and_exit_1() {
     let port = ferry_tansu::free_port().unwrap();
-    let config = sink_config(&format!("127.0.0.1:{port}"), "t", "healthcheck = false");
+    let config = ConfigDir::stdin_to_kafka(&format!("127.0.0.1:{port}"), "t", "healthcheck = false");
     let output = run_with_input(
         config.ferry(&["--shutdown-timeout", "3"]),
         b"one\ntwo\nthree\n",

@@ -16,22 +16,6 @@ fn input() -> (Vec<String>, Vec<u8>) {
     (lines, bytes)
 }
 
-fn config(brokers: &str, topic: &str, extra: &str) -> ConfigDir {
-    ConfigDir::new(&format!(
-        r#"
-[sources.in]
-type = "stdin"
-
-[sinks.kafka]
-type = "kafka"
-inputs = ["in"]
-bootstrap_servers = "{brokers}"
-topic = "{topic}"
-{extra}
-"#
-    ))
-}
-
 fn assert_all_arrived(extra: &[(&str, &str)], brokers: &str, topic: &str, lines: &[String]) {
     let records = read_topic_with(extra, brokers, topic, lines.len(), Duration::from_millis(1500));
     let got: HashSet<&str> = records.iter().map(|r| r.payload_str()).collect();
@@ -70,7 +54,7 @@ fn scram_sha_256_and_sha_512_deliver() {
         let extra = format!(
             "sasl.enabled = true\nsasl.mechanism = \"{mechanism}\"\nsasl.username = \"{user}\"\nsasl.password = \"${{KAFKA_PASSWORD}}\""
         );
-        let cfg = config(&brokers, topic, &extra);
+        let cfg = ConfigDir::stdin_to_kafka(&brokers, topic, &extra);
         let mut cmd = cfg.ferry(&["--require-healthy"]);
         cmd.env("KAFKA_PASSWORD", password);
         let output = run_with_input(cmd, &bytes, Duration::from_secs(60));
@@ -95,7 +79,7 @@ fn scram_sha_256_and_sha_512_deliver() {
 #[test]
 fn wrong_password_is_one_readable_line_and_require_healthy_exits_1() {
     let (broker, _dir) = scram_broker(&["scram-denied"]);
-    let cfg = config(
+    let cfg = ConfigDir::stdin_to_kafka(
         &broker.bootstrap_servers(),
         "scram-denied",
         "sasl.enabled = true\nsasl.mechanism = \"SCRAM-SHA-256\"\nsasl.username = \"u256\"\nsasl.password = \"not-the-password\"",
@@ -116,6 +100,20 @@ fn wrong_password_is_one_readable_line_and_require_healthy_exits_1() {
         "the password is never shown: {err}"
     );
     assert!(!err.contains("panicked"));
+}
+
+/// Consumer settings for reading back through stunnel with the test client certificate.
+fn mtls_client(certs: &Certificates) -> Vec<(&'static str, String)> {
+    vec![
+        ("security.protocol", "ssl".to_owned()),
+        ("ssl.ca.location", certs.path("ca.crt").display().to_string()),
+        (
+            "ssl.certificate.location",
+            certs.path("client.crt").display().to_string(),
+        ),
+        ("ssl.key.location", certs.path("client.key").display().to_string()),
+        ("ssl.key.password", Certificates::KEY_PASS.to_owned()),
+    ]
 }
 
 /// tansu behind stunnel: clients connect with TLS to the returned port.
@@ -142,7 +140,7 @@ fn tls_verifies_the_server_with_ca_file_as_path_and_as_inline_pem() {
     );
     for (how, extra) in [("path", by_path), ("inline PEM", inline)] {
         let output = run_with_input(
-            config(&brokers, "tls", &extra).ferry(&["--require-healthy"]),
+            ConfigDir::stdin_to_kafka(&brokers, "tls", &extra).ferry(&["--require-healthy"]),
             &bytes,
             Duration::from_secs(60),
         );
@@ -177,7 +175,7 @@ fn tls_client_certificate_with_an_encrypted_key() {
         Certificates::KEY_PASS
     );
     let output = run_with_input(
-        config(&brokers, "mtls", &extra).ferry(&["--require-healthy"]),
+        ConfigDir::stdin_to_kafka(&brokers, "mtls", &extra).ferry(&["--require-healthy"]),
         &bytes,
         Duration::from_secs(60),
     );
@@ -187,18 +185,8 @@ fn tls_client_certificate_with_an_encrypted_key() {
         !err.contains(Certificates::KEY_PASS),
         "the key pass phrase is never logged"
     );
-    let (ca, crt, key) = (
-        certs.path("ca.crt"),
-        certs.path("client.crt"),
-        certs.path("client.key"),
-    );
-    let client = [
-        ("security.protocol", "ssl"),
-        ("ssl.ca.location", ca.to_str().unwrap()),
-        ("ssl.certificate.location", crt.to_str().unwrap()),
-        ("ssl.key.location", key.to_str().unwrap()),
-        ("ssl.key.password", Certificates::KEY_PASS),
-    ];
+    let client = mtls_client(&certs);
+    let client: Vec<(&str, &str)> = client.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_all_arrived(&client, &brokers, "mtls", &lines);
 }
 
@@ -215,7 +203,7 @@ fn tls_client_certificate_as_a_pkcs12_archive() {
         Certificates::KEY_PASS
     );
     let output = run_with_input(
-        config(&brokers, "p12", &extra).ferry(&["--require-healthy"]),
+        ConfigDir::stdin_to_kafka(&brokers, "p12", &extra).ferry(&["--require-healthy"]),
         &bytes,
         Duration::from_secs(60),
     );
@@ -226,18 +214,8 @@ fn tls_client_certificate_as_a_pkcs12_archive() {
         Some(LINES as u64),
         "{err}"
     );
-    let (ca, crt, key) = (
-        certs.path("ca.crt"),
-        certs.path("client.crt"),
-        certs.path("client.key"),
-    );
-    let client = [
-        ("security.protocol", "ssl"),
-        ("ssl.ca.location", ca.to_str().unwrap()),
-        ("ssl.certificate.location", crt.to_str().unwrap()),
-        ("ssl.key.location", key.to_str().unwrap()),
-        ("ssl.key.password", Certificates::KEY_PASS),
-    ];
+    let client = mtls_client(&certs);
+    let client: Vec<(&str, &str)> = client.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_all_arrived(&client, &brokers, "p12", &lines);
 }
 
@@ -250,7 +228,7 @@ fn untrusted_server_certificate_is_one_clear_error() {
         certs.path("other-ca.crt").display()
     );
     let output = run_with_input(
-        config(&brokers, "untrusted", &extra).ferry(&["--require-healthy"]),
+        ConfigDir::stdin_to_kafka(&brokers, "untrusted", &extra).ferry(&["--require-healthy"]),
         b"x\n",
         Duration::from_secs(60),
     );
@@ -269,7 +247,7 @@ fn untrusted_server_certificate_is_one_clear_error() {
 
 #[test]
 fn a_missing_certificate_file_is_a_startup_error_naming_the_key() {
-    let cfg = config(
+    let cfg = ConfigDir::stdin_to_kafka(
         "127.0.0.1:1",
         "t",
         "tls.enabled = true\ntls.ca_file = \"/nonexistent/ca.pem\"",

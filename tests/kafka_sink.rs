@@ -113,20 +113,11 @@ fn every_compression_codec_round_trips_text_lines() {
     for compression in ["none", "gzip", "lz4", "snappy", "zstd"] {
         let topic = unique(&format!("e2e-{compression}"));
         kafka.create_topics(&[&topic]);
-        let config = ConfigDir::new(&format!(
-            r#"
-[sources.in]
-type = "stdin"
-
-[sinks.kafka]
-type = "kafka"
-inputs = ["in"]
-bootstrap_servers = "{brokers}"
-topic = "{topic}"
-compression = "{compression}"
-"#,
-            brokers = kafka.bootstrap_servers()
-        ));
+        let config = ConfigDir::stdin_to_kafka(
+            kafka.bootstrap_servers(),
+            &topic,
+            &format!("compression = \"{compression}\""),
+        );
         let output = run_with_input(config.ferry(&[]), input.as_bytes(), Duration::from_secs(60));
         assert!(output.status.success(), "{compression}: {}", stderr(&output));
         let records = read_topic(kafka.bootstrap_servers(), &topic, lines.len(), IDLE);
@@ -180,20 +171,11 @@ fn a_record_over_message_max_bytes_is_rejected_and_the_stream_goes_on() {
     let kafka = TestKafka::start();
     let topic = unique("e2e-big");
     kafka.create_topics(&[&topic]);
-    let config = ConfigDir::new(&format!(
-        r#"
-[sources.in]
-type = "stdin"
-
-[sinks.kafka]
-type = "kafka"
-inputs = ["in"]
-bootstrap_servers = "{brokers}"
-topic = "{topic}"
-librdkafka_options."message.max.bytes" = "2000"
-"#,
-        brokers = kafka.bootstrap_servers()
-    ));
+    let config = ConfigDir::stdin_to_kafka(
+        kafka.bootstrap_servers(),
+        &topic,
+        "librdkafka_options.\"message.max.bytes\" = \"2000\"",
+    );
     let input = format!("small 1\n{}\nsmall 2\n", "x".repeat(5000));
     let output = run_with_input(config.ferry(&[]), input.as_bytes(), Duration::from_secs(60));
     let err = stderr(&output);

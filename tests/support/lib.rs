@@ -63,6 +63,14 @@ impl ConfigDir {
         Self { dir }
     }
 
+    /// The most common test pipeline: `stdin` → a `kafka` sink with ID `kafka` writing to
+    /// `topic` on `brokers`, plus `extra` lines in the sink's table.
+    pub fn stdin_to_kafka(brokers: &str, topic: &str, extra: &str) -> Self {
+        Self::new(&format!(
+            "[sources.in]\ntype = \"stdin\"\n\n[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"{brokers}\"\ntopic = \"{topic}\"\n{extra}\n"
+        ))
+    }
+
     /// The configuration file.
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("ferry.toml")

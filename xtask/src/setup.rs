@@ -50,23 +50,25 @@ fn debian_packages() -> Result<()> {
         bail!("missing packages {missing:?} and no apt-get to install them; install them by hand");
     }
     step(&format!("installing Debian packages: {}", missing.join(" ")));
-    let sudo = !is_root() && on_path("sudo");
-    let apt = |args: &[&str]| {
-        let mut cmd = if sudo {
-            Command::new("sudo")
-        } else {
-            Command::new("apt-get")
-        };
-        if sudo {
-            cmd.arg("apt-get");
-        }
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
-    };
     run_command(&mut apt(&["update", "-qq"]))?;
     let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
     install.args(&missing);
     run_command(&mut install)
+}
+
+/// `apt-get ARGS`, through sudo when not root.
+fn apt(args: &[&str]) -> Command {
+    let sudo = !is_root() && on_path("sudo");
+    let mut cmd = if sudo {
+        Command::new("sudo")
+    } else {
+        Command::new("apt-get")
+    };
+    if sudo {
+        cmd.arg("apt-get");
+    }
+    cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
 }
 
 fn is_root() -> bool {
@@ -125,19 +127,7 @@ pub fn tansu() -> Result<PathBuf> {
 pub fn kcat_librdkafka() -> Result<PathBuf> {
     if !on_path("kcat") {
         step("installing kcat (Debian package)");
-        let sudo = !is_root() && on_path("sudo");
-        let mut cmd = if sudo {
-            Command::new("sudo")
-        } else {
-            Command::new("apt-get")
-        };
-        if sudo {
-            cmd.arg("apt-get");
-        }
-        run_command(
-            cmd.args(["install", "-y", "-qq", "kcat"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        run_command(&mut apt(&["install", "-y", "-qq", "kcat"]))?;
     }
     let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
     let lib_dir = home.join(".cache/ferry/librdkafka");
