@@ -88,8 +88,18 @@ pub fn run(args: &[&str]) -> Result<()> {
     if args.first() == Some(&"backlog") {
         return backlog(&args[1..]);
     }
+    if args == ["chart"] {
+        setup::chart_font()?;
+        return crate::chart::from_docs(
+            &root().join("docs/benchmarks.md"),
+            &root().join("docs/benchmarks.png"),
+        );
+    }
     let options = parse(args)?;
     let tools = setup::install()?;
+    if options.write_docs {
+        setup::chart_font()?;
+    }
     step("building release binaries (ferry, raw-producer, kafka-read)");
     cargo(&["build", "--release", "--workspace", "--bins"], &[])?;
     let bench_dir = root().join("target/bench");
@@ -117,10 +127,18 @@ pub fn run(args: &[&str]) -> Result<()> {
     let release = root().join("target/release");
     let mut results: BTreeMap<String, Vec<Measurement>> = BTreeMap::new();
     let total = contenders.len() * options.rounds;
+    let progress = indicatif::ProgressBar::new(total as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} runs, {elapsed} elapsed, ~{eta} left  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let mut done = 0;
     for round in 1..=options.rounds {
         for contender in &contenders {
             done += 1;
+            progress.set_message(format!("round {round}: {}", contender.name));
             let topic = format!("bench-{}-{round}", contender.name);
             broker.create_topic(&topic, 3)?;
             let data_dir = bench_dir.join(format!("data-{}-{round}", contender.name));
@@ -159,11 +177,28 @@ pub fn run(args: &[&str]) -> Result<()> {
             results.entry(contender.name.clone()).or_default().push(m);
         }
     }
+    progress.finish_and_clear();
     let table = table(&contenders, &results, options.events, input_bytes);
     println!("\n{table}");
     if options.write_docs {
         write_docs(&table, &options, args)?;
-        println!("written to docs/benchmarks.md");
+        let bars: Vec<crate::chart::Bar> = contenders
+            .iter()
+            .map(|c| {
+                let runs = &results[&c.name];
+                crate::chart::Bar {
+                    name: c.name.clone(),
+                    events_per_s: median(runs.iter().map(|m| options.events as f64 / m.wall).collect()),
+                    cpu_per_million: median(
+                        runs.iter()
+                            .map(|m| m.cpu / (options.events as f64 / 1e6))
+                            .collect(),
+                    ),
+                }
+            })
+            .collect();
+        crate::chart::draw(&root().join("docs/benchmarks.png"), &bars)?;
+        println!("written to docs/benchmarks.md and docs/benchmarks.png");
     }
     Ok(())
 }
@@ -445,7 +480,7 @@ fn write_docs(table: &str, options: &Options, args: &[&str]) -> Result<()> {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let section = format!(
-        "<!-- bench:start -->\n## End to end: `cargo xtask bench`\n\nCommand: `cargo xtask bench {}` at commit {commit}; {cores} cores ({cpu}); {} events, {} alternating rounds, medians. One tansu 0.6.0 broker (memory storage), topics of 3 partitions; each run's delivered count read back from the topic. kcat is Debian's kcat 1.7.1 running librdkafka 2.12.0 (from the confluent-kafka wheel); raw-rdkafka is `tests/support/bin/raw_producer.rs`, the client-side ceiling.\n\n{table}\n<!-- bench:end -->",
+        "<!-- bench:start -->\n## End to end: `cargo xtask bench`\n\nCommand: `cargo xtask bench {}` at commit {commit}; {cores} cores ({cpu}); {} events, {} alternating rounds, medians. One tansu 0.6.0 broker (memory storage), topics of 3 partitions; each run's delivered count read back from the topic. kcat is Debian's kcat 1.7.1 running librdkafka 2.12.0 (from the confluent-kafka wheel); raw-rdkafka is `tests/support/bin/raw_producer.rs`, the client-side ceiling.\n\n{table}\n![events/s and CPU per million events per contender](benchmarks.png)\n\n`cargo xtask bench chart` redraws the picture from this table.\n<!-- bench:end -->",
         args.join(" "),
         options.events,
         options.rounds

@@ -11,6 +11,7 @@
 
 mod bench;
 mod broker;
+mod chart;
 mod demo;
 mod setup;
 mod util;

@@ -121,6 +121,15 @@ pub fn tansu() -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// The font the benchmark chart's labels use (Debian's fonts-dejavu-core).
+pub fn chart_font() -> Result<()> {
+    if std::path::Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").is_file() {
+        return Ok(());
+    }
+    step("installing fonts-dejavu-core (labels of docs/benchmarks.png)");
+    run_command(&mut apt(&["install", "-y", "-qq", "fonts-dejavu-core"]))
+}
+
 /// A directory holding `librdkafka.so.1` from the confluent-kafka wheel (librdkafka 2.12):
 /// Debian's kcat links librdkafka 2.0.2, which cannot talk to tansu, and runs with this on
 /// `LD_LIBRARY_PATH` instead. Installs the wheel (and kcat) on first use.
