@@ -106,10 +106,7 @@ impl Encoder {
             // JSON has no NaN or infinity.
             Value::Float(_) | Value::Null => out.extend_from_slice(b"null"),
             Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-            Value::Timestamp(t) => match self.timestamp_format.render(t) {
-                RenderedTimestamp::Text(s) => write_json_str(&s, out),
-                RenderedTimestamp::Number(s) => out.extend_from_slice(s.as_bytes()),
-            },
+            Value::Timestamp(t) => self.timestamp_format.write_json(t, out),
             Value::Array(items) => {
                 out.push(b'[');
                 for (i, item) in items.iter().enumerate() {

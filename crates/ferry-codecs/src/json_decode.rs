@@ -12,9 +12,22 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 /// Parses `line` as one JSON object into fields; anything else (an array, a number, invalid
 /// JSON, trailing garbage) is an error.
 pub fn parse_json_object(line: &Bytes) -> Result<Fields, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(line);
-    let value = ValueSeed { source: line }.deserialize(&mut deserializer)?;
-    deserializer.end()?;
+    // Validating the whole line once lets serde_json skip its per-string UTF-8 checks; a line
+    // that is not UTF-8 goes through the byte reader, which reports where it breaks.
+    let value = match std::str::from_utf8(line) {
+        Ok(text) => {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let value = ValueSeed { source: line }.deserialize(&mut deserializer)?;
+            deserializer.end()?;
+            value
+        }
+        Err(_) => {
+            let mut deserializer = serde_json::Deserializer::from_slice(line);
+            let value = ValueSeed { source: line }.deserialize(&mut deserializer)?;
+            deserializer.end()?;
+            value
+        }
+    };
     match value {
         Value::Object(fields) => Ok(fields),
         other => Err(de::Error::custom(format_args!(
