@@ -128,17 +128,21 @@ fn tls_broker(certs: &Certificates, topic: &str, require_client_cert: bool) -> (
 }
 
 #[test]
-fn tls_verifies_the_server_with_ca_file_as_path_and_as_inline_pem() {
+fn tls_verifies_the_server_with_ca_file_as_path_inline_pem_and_der() {
     let certs = Certificates::generate();
     let (_broker, _stunnel, brokers) = tls_broker(&certs, "tls", false);
     let (lines, bytes) = input();
     let ca_path = certs.path("ca.crt");
     let by_path = format!("tls.enabled = true\ntls.ca_file = \"{}\"", ca_path.display());
+    let der = format!(
+        "tls.enabled = true\ntls.ca_file = \"{}\"",
+        certs.ca_der().display()
+    );
     let inline = format!(
         "tls.enabled = true\ntls.ca_file = '''\n{}'''",
         certs.pem("ca.crt")
     );
-    for (how, extra) in [("path", by_path), ("inline PEM", inline)] {
+    for (how, extra) in [("path", by_path), ("inline PEM", inline), ("DER file", der)] {
         let output = run_with_input(
             ConfigDir::stdin_to_kafka(&brokers, "tls", &extra).ferry(&["--require-healthy"]),
             &bytes,
@@ -156,8 +160,8 @@ fn tls_verifies_the_server_with_ca_file_as_path_and_as_inline_pem() {
         ("security.protocol", "ssl"),
         ("ssl.ca.location", ca_path.to_str().unwrap()),
     ];
-    let records = read_topic_with(&client, &brokers, "tls", 2 * LINES, Duration::from_millis(1500));
-    assert_eq!(records.len(), 2 * LINES);
+    let records = read_topic_with(&client, &brokers, "tls", 3 * LINES, Duration::from_millis(1500));
+    assert_eq!(records.len(), 3 * LINES);
     let got: HashSet<&str> = records.iter().map(|r| r.payload_str()).collect();
     assert!(lines.iter().all(|l| got.contains(l.as_str())));
 }

@@ -193,6 +193,28 @@ fn a_record_over_message_max_bytes_is_rejected_and_the_stream_goes_on() {
 }
 
 #[test]
+fn healthcheck_topic_is_checked_for_templated_topics() {
+    let kafka = TestKafka::start();
+    let present = unique("e2e-hc");
+    kafka.create_topics(&[&present]);
+    let templated = "e2e-hc-{{ unit }}";
+    let check = |healthcheck_topic: &str| {
+        let config = ConfigDir::stdin_to_kafka(
+            kafka.bootstrap_servers(),
+            templated,
+            &format!("healthcheck_topic = \"{healthcheck_topic}\""),
+        );
+        run_with_input(config.ferry(&["validate"]), b"", Duration::from_secs(30))
+    };
+    let ok = check(&present);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let missing = check("no-such-topic");
+    assert_eq!(missing.status.code(), Some(1));
+    let err = stderr(&missing);
+    assert!(err.contains("topic `no-such-topic` does not exist"), "{err}");
+}
+
+#[test]
 fn unknown_librdkafka_option_is_a_startup_error_naming_it() {
     let config = ConfigDir::new(
         r#"

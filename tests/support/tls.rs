@@ -162,6 +162,15 @@ impl Certificates {
         self.path("client.p12")
     }
 
+    /// The CA certificate in DER form, as `ca.der`.
+    pub fn ca_der(&self) -> PathBuf {
+        openssl(
+            self.dir.path(),
+            &["x509", "-in", "ca.crt", "-outform", "der", "-out", "ca.der"],
+        );
+        self.path("ca.der")
+    }
+
     /// A file in the directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
