@@ -40,6 +40,11 @@ impl RecordBuilder {
 
     /// The record for `event`; `buf` holds an encoded payload when the event's own bytes
     /// cannot be used as they are.
+    /// The topic template as configured, for messages about events it could not render.
+    pub(crate) fn topic_template(&self) -> &str {
+        self.topic.as_str()
+    }
+
     pub(crate) fn build<'a>(
         &'a self,
         event: &'a LogEvent,

@@ -111,7 +111,7 @@ impl KafkaSink {
                 Ok(parts) => parts,
                 Err(e) => {
                     self.shared
-                        .reject(&mut finalizer.0, self.records_topic_hint(), &e);
+                        .reject(&mut finalizer.0, self.records.topic_template(), &e);
                     continue;
                 }
             };
@@ -130,10 +130,6 @@ impl KafkaSink {
                 self.shared.reject(&mut finalizer.0, &parts.topic, &error);
             }
         }
-    }
-
-    fn records_topic_hint(&self) -> &str {
-        "(template)"
     }
 
     /// Sends the records whose deliveries failed, oldest first. Records that meet a full
