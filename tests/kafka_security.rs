@@ -16,6 +16,20 @@ fn input() -> (Vec<String>, Vec<u8>) {
     (lines, bytes)
 }
 
+/// Runs `cmd` (ferry with `--require-healthy`) over `bytes` and checks that it exited 0 with
+/// every line delivered; returns its log.
+fn deliver_all(cmd: std::process::Command, bytes: &[u8], what: &str) -> String {
+    let output = run_with_input(cmd, bytes, Duration::from_secs(60));
+    let err = stderr(&output);
+    assert!(output.status.success(), "{what}: {err}");
+    assert_eq!(
+        summary_counter(&err, "kafka", "delivered"),
+        Some(LINES as u64),
+        "{what}: {err}"
+    );
+    err
+}
+
 fn assert_all_arrived(extra: &[(&str, &str)], brokers: &str, topic: &str, lines: &[String]) {
     let records = read_topic_with(extra, brokers, topic, lines.len(), Duration::from_millis(1500));
     let got: HashSet<&str> = records.iter().map(|r| r.payload_str()).collect();
@@ -57,14 +71,7 @@ fn scram_sha_256_and_sha_512_deliver() {
         let cfg = ConfigDir::stdin_to_kafka(&brokers, topic, &extra);
         let mut cmd = cfg.ferry(&["--require-healthy"]);
         cmd.env("KAFKA_PASSWORD", password);
-        let output = run_with_input(cmd, &bytes, Duration::from_secs(60));
-        let err = stderr(&output);
-        assert!(output.status.success(), "{mechanism}: {err}");
-        assert_eq!(
-            summary_counter(&err, "kafka", "delivered"),
-            Some(LINES as u64),
-            "{err}"
-        );
+        let err = deliver_all(cmd, &bytes, mechanism);
         assert!(!err.contains(password), "the password is never logged");
         let client = [
             ("security.protocol", "sasl_plaintext"),
@@ -143,18 +150,9 @@ fn tls_verifies_the_server_with_ca_file_as_path_inline_pem_and_der() {
         certs.pem("ca.crt")
     );
     for (how, extra) in [("path", by_path), ("inline PEM", inline), ("DER file", der)] {
-        let output = run_with_input(
-            ConfigDir::stdin_to_kafka(&brokers, "tls", &extra).ferry(&["--require-healthy"]),
-            &bytes,
-            Duration::from_secs(60),
-        );
-        let err = stderr(&output);
-        assert!(output.status.success(), "ca_file as {how}: {err}");
-        assert_eq!(
-            summary_counter(&err, "kafka", "delivered"),
-            Some(LINES as u64),
-            "{how}: {err}"
-        );
+        let cfg = ConfigDir::stdin_to_kafka(&brokers, "tls", &extra);
+        let cmd = cfg.ferry(&["--require-healthy"]);
+        deliver_all(cmd, &bytes, &format!("ca_file as {how}"));
     }
     let client = [
         ("security.protocol", "ssl"),
@@ -178,13 +176,9 @@ fn tls_client_certificate_with_an_encrypted_key() {
         certs.path("client.key").display(),
         Certificates::KEY_PASS
     );
-    let output = run_with_input(
-        ConfigDir::stdin_to_kafka(&brokers, "mtls", &extra).ferry(&["--require-healthy"]),
-        &bytes,
-        Duration::from_secs(60),
-    );
-    let err = stderr(&output);
-    assert!(output.status.success(), "{err}");
+    let cfg = ConfigDir::stdin_to_kafka(&brokers, "mtls", &extra);
+    let cmd = cfg.ferry(&["--require-healthy"]);
+    let err = deliver_all(cmd, &bytes, "client certificate");
     assert!(
         !err.contains(Certificates::KEY_PASS),
         "the key pass phrase is never logged"
@@ -206,18 +200,9 @@ fn tls_client_certificate_as_a_pkcs12_archive() {
         p12.display(),
         Certificates::KEY_PASS
     );
-    let output = run_with_input(
-        ConfigDir::stdin_to_kafka(&brokers, "p12", &extra).ferry(&["--require-healthy"]),
-        &bytes,
-        Duration::from_secs(60),
-    );
-    let err = stderr(&output);
-    assert!(output.status.success(), "{err}");
-    assert_eq!(
-        summary_counter(&err, "kafka", "delivered"),
-        Some(LINES as u64),
-        "{err}"
-    );
+    let cfg = ConfigDir::stdin_to_kafka(&brokers, "p12", &extra);
+    let cmd = cfg.ferry(&["--require-healthy"]);
+    deliver_all(cmd, &bytes, "PKCS#12");
     let client = mtls_client(&certs);
     let client: Vec<(&str, &str)> = client.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_all_arrived(&client, &brokers, "p12", &lines);

@@ -29,6 +29,15 @@ fn tracked(ids: std::ops::Range<u64>) -> (Vec<LogEvent>, BatchStatusReceiver) {
     (events, status)
 }
 
+/// Writes one batch per range and waits until each is acknowledged as durable.
+async fn write_durably(writer: &DiskWriter, ranges: impl IntoIterator<Item = std::ops::Range<u64>>) {
+    for range in ranges {
+        let (events, status) = tracked(range);
+        writer.write(events).await.unwrap();
+        assert_eq!(status.await, DeliveryStatus::Delivered);
+    }
+}
+
 fn id(e: &LogEvent) -> u64 {
     match e.fields().get("id") {
         Some(Value::Integer(i)) => *i as u64,
@@ -78,11 +87,7 @@ async fn unacknowledged_records_survive_a_restart_and_acknowledged_ones_do_not()
             Arc::new(SinkMetrics::default()),
         )
         .unwrap();
-        for range in [0..5, 5..8, 8..12] {
-            let (events, status) = tracked(range);
-            writer.write(events).await.unwrap();
-            status.await;
-        }
+        write_durably(&writer, [0..5, 5..8, 8..12]).await;
         drop(writer);
         let first = next(&mut reader).await;
         for e in first {
@@ -221,11 +226,7 @@ async fn a_corrupt_record_is_skipped_reported_and_does_not_block() {
             Arc::new(SinkMetrics::default()),
         )
         .unwrap();
-        for range in [0..3, 3..6, 6..9] {
-            let (events, status) = tracked(range);
-            writer.write(events).await.unwrap();
-            status.await;
-        }
+        write_durably(&writer, [0..3, 3..6, 6..9]).await;
         drop(writer);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
