@@ -502,7 +502,7 @@ fn write_docs(table: &str, options: &Options, args: &[&str]) -> Result<()> {
 /// with a large backlog (the broker is unreachable), and while it reopens that backlog.
 fn backlog(args: &[&str]) -> Result<()> {
     let events: u64 = match args {
-        [] => 4_000_000,
+        [] => 4_500_000,
         ["--events", n] => n.parse().context("--events takes a number")?,
         _ => bail!("usage: cargo xtask bench backlog [--events N]"),
     };

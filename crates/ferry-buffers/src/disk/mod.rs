@@ -11,17 +11,26 @@
 //!   were in flight to Kafka when the process died may be delivered twice.
 //!
 //! ## Layout
-//! Many events are packed into one checksummed record ([`record`]) keyed by the big-endian
-//! sequence number of its first event, so sled sees one operation per batch, not per event.
-//! A corrupt record is detected, counted, logged, deleted, and skipped.
+//! Many events are packed into one checksummed record ([`record`]), appended to a segment
+//! file; a sled ledger maps the sequence number of the record's first event to where it lies
+//! ([`store`]), so sled sees one small operation per batch, not per event, and the payload
+//! bytes never sit in sled's memory. A corrupt record is detected, counted, logged, deleted,
+//! and skipped.
+//!
+//! ## The reader
+//! While the sink keeps up, the reader takes the events the writer just stored straight from
+//! memory (a few records at most), so the steady state costs one encode and one append per
+//! record; a backlog, or the events of an earlier run, are read back from the segments.
 
+mod io_thread;
 mod record;
 mod store;
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,17 +43,32 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use crate::BufferError;
+use io_thread::IoThread;
 pub use record::CorruptRecord;
-use store::{Store, Totals};
+use store::{Location, Store, Totals};
 
 /// Batches queued between writers and the disk writer task.
 const WRITE_QUEUE: usize = 4;
-/// The size a record aims for. sled stores values over ~128 KiB as separate blob files, and
-/// measured memory grew with the backlog when whole 1,000-event batches (~250 KiB) became
-/// blobs; records this size stay in sled's log.
-const TARGET_RECORD_BYTES: usize = 48 * 1024;
+/// The size a record aims for: large enough that the ledger and the per-record work stay
+/// small, small enough that one record is a reasonable batch in flight to the sink.
+const TARGET_RECORD_BYTES: usize = 256 * 1024;
 /// Batches read ahead for the sink.
 const READ_AHEAD: usize = 2;
+/// Records the writer hands the reader from memory while it keeps up (see the module docs).
+const HOT_RECORDS: usize = 4;
+/// Segment files roll over at `max_size / SEGMENTS_PER_MAX_SIZE`, within these bounds: a
+/// drained segment is deleted whole, so this is also how much disk a drained buffer may still
+/// hold beyond `max_size`.
+const SEGMENTS_PER_MAX_SIZE: u64 = 8;
+const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
+const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A stored record whose events are still in memory, for the reader.
+struct HotRecord {
+    sequence: u64,
+    location: Location,
+    events: Vec<LogEvent>,
+}
 
 struct Shared {
     store: Store,
@@ -58,6 +82,8 @@ struct Shared {
     /// A record was written: the reader may have more to read.
     appended: Notify,
     writer_done: AtomicBool,
+    /// The latest stored records with their events, oldest first (see the module docs).
+    hot: Mutex<VecDeque<HotRecord>>,
 }
 
 impl Shared {
@@ -69,14 +95,16 @@ impl Shared {
     }
 
     /// Called when every copy of a record's events has been settled.
-    fn record_settled(&self, sequence: u64, events: u64, bytes: u64, status: DeliveryStatus) {
+    fn record_settled(&self, sequence: u64, location: Location, status: DeliveryStatus) {
         if status == DeliveryStatus::Errored {
             // Not delivered (the sink stopped before Kafka confirmed): it stays on disk and is
             // read again at the next start.
             return;
         }
+        let events = u64::from(location.count);
+        let bytes = u64::from(location.len);
         // sled's remove appends to its in-memory log; it does not wait for the disk.
-        if let Err(e) = self.store.remove(sequence) {
+        if let Err(e) = self.store.remove(sequence, location) {
             tracing::error!(error = %e, sequence, "cannot delete a delivered record from the disk buffer; it will be delivered again after a restart");
             return;
         }
@@ -122,28 +150,34 @@ pub(crate) fn open(
     config: &BufferConfig,
     metrics: Arc<SinkMetrics>,
 ) -> Result<(DiskWriter, DiskReader), BufferError> {
-    let store = Store::open(dir)?;
+    let max_size = config.max_size.unwrap_or(u64::MAX);
+    let segment_bytes = (max_size / SEGMENTS_PER_MAX_SIZE).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
+    let store = Store::open(dir, segment_bytes)?;
     let totals = store.totals();
-    let next_sequence = store.next_sequence().map_err(|e| BufferError::Open {
-        path: dir.to_owned(),
-        reason: e.to_string(),
-    })?;
-    if let Ok(Some(first)) = store.first_sequence() {
+    let next_sequence = store.next_sequence()?;
+    store.remove_unreferenced_segments(next_sequence)?;
+    let first_sequence = store.first()?.map(|(first, _)| first);
+    if let Some(first) = first_sequence {
         tracing::info!(path = %dir.display(), events = totals.events, bytes = totals.bytes, first, "disk buffer holds events from an earlier run; delivering them first");
     }
     SinkMetrics::add(&metrics.buffered, totals.events);
     let shared = Arc::new(Shared {
         store,
-        max_size: config.max_size.unwrap_or(u64::MAX),
+        max_size,
         bytes: AtomicU64::new(totals.bytes),
         events: AtomicU64::new(totals.events),
         metrics,
         space: Notify::new(),
         appended: Notify::new(),
         writer_done: AtomicBool::new(false),
+        hot: Mutex::new(VecDeque::with_capacity(HOT_RECORDS)),
     });
     let (in_tx, in_rx) = mpsc::channel(WRITE_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(READ_AHEAD);
+    let thread_error = |e: std::io::Error| BufferError::Io {
+        path: dir.to_owned(),
+        source: e,
+    };
     let writer = WriterTask {
         shared: shared.clone(),
         next_sequence,
@@ -151,9 +185,17 @@ pub(crate) fn open(
         when_full: config.when_full,
         pending: Vec::new(),
         bytes_per_event: 256,
+        io: IoThread::spawn("ferry-disk-write").map_err(thread_error)?,
+        record_buffer: Vec::new(),
     };
     tokio::spawn(writer.run(in_rx));
-    tokio::spawn(read_loop(shared, out_tx));
+    let read_io = IoThread::spawn("ferry-disk-read").map_err(thread_error)?;
+    tokio::spawn(read_loop(
+        shared,
+        read_io,
+        out_tx,
+        first_sequence.unwrap_or(next_sequence),
+    ));
     Ok((DiskWriter { tx: in_tx }, DiskReader { rx: out_rx }))
 }
 
@@ -166,6 +208,9 @@ struct WriterTask {
     pending: Vec<EventFinalizer>,
     /// Encoded bytes per event in the last record, to size the next ones.
     bytes_per_event: usize,
+    io: IoThread,
+    /// The last record's buffer, back from the write thread for the next record.
+    record_buffer: Vec<u8>,
 }
 
 impl WriterTask {
@@ -212,9 +257,10 @@ impl WriterTask {
             return false;
         }
         let finalizers: Vec<EventFinalizer> = events.iter_mut().map(LogEvent::take_finalizer).collect();
-        let mut record = Vec::with_capacity(events.len() * 128);
+        let mut record = std::mem::take(&mut self.record_buffer);
+        record.clear();
+        record.reserve(events.len() * self.bytes_per_event + 64);
         record::encode(&events, &mut record);
-        drop(events);
         let n = finalizers.len() as u64;
         let len = record.len() as u64;
         self.bytes_per_event = (record.len() / finalizers.len()).max(1);
@@ -241,16 +287,43 @@ impl WriterTask {
         }
         let sequence = self.next_sequence;
         let shared = self.shared.clone();
-        let inserted = tokio::task::spawn_blocking(move || shared.store.insert(sequence, &record)).await;
-        match inserted {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+        let count = finalizers.len() as u32;
+        let appended = self
+            .io
+            .run(move || {
+                let appended = shared.store.append(sequence, &record, count);
+                (appended, record)
+            })
+            .await;
+        let location = match appended {
+            Some((Ok(location), record)) => {
+                self.record_buffer = record;
+                location
+            }
+            Some((Err(e), _)) => {
                 tracing::error!(error = %e, "cannot write to the disk buffer; these events are reported as not delivered");
                 return false;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "disk buffer write task failed");
+            None => {
+                tracing::error!(
+                    "the disk buffer's write thread stopped; these events are reported as not delivered"
+                );
                 return false;
+            }
+        };
+        {
+            // Only while the reader keeps up; otherwise it reads this record from disk.
+            let mut hot = self
+                .shared
+                .hot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if hot.len() < HOT_RECORDS {
+                hot.push_back(HotRecord {
+                    sequence,
+                    location,
+                    events,
+                });
             }
         }
         self.next_sequence += n;
@@ -270,15 +343,17 @@ impl WriterTask {
         }
         let shared = self.shared.clone();
         let totals = shared.totals();
-        let synced = tokio::task::spawn_blocking(move || shared.store.sync(totals)).await;
+        let synced = self.io.run(move || shared.store.sync(totals)).await;
         let status = match synced {
-            Ok(Ok(())) => DeliveryStatus::Delivered,
-            Ok(Err(e)) => {
+            Some(Ok(())) => DeliveryStatus::Delivered,
+            Some(Err(e)) => {
                 tracing::error!(error = %e, "disk buffer fsync failed; its latest events are reported as not delivered");
                 DeliveryStatus::Errored
             }
-            Err(e) => {
-                tracing::error!(error = %e, "disk buffer fsync task failed");
+            None => {
+                tracing::error!(
+                    "the disk buffer's write thread stopped; its latest events are reported as not delivered"
+                );
                 DeliveryStatus::Errored
             }
         };
@@ -288,54 +363,112 @@ impl WriterTask {
     }
 }
 
-async fn read_loop(shared: Arc<Shared>, out: mpsc::Sender<Vec<LogEvent>>) {
+async fn read_loop(shared: Arc<Shared>, io: IoThread, out: mpsc::Sender<Vec<LogEvent>>, first: u64) {
+    // The record read last, and the sequence number the next one starts at.
     let mut cursor: Option<u64> = None;
+    let mut expected: Option<u64> = Some(first);
     loop {
         // Read the flag before looking for records: a record written after a `None` answer
         // was written before the flag was set, so it cannot be missed.
         let writer_done = shared.writer_done.load(Ordering::Acquire);
-        let lookup = shared.clone();
-        let next = tokio::task::spawn_blocking(move || lookup.store.next_after(cursor)).await;
-        let (sequence, value) = match next {
-            Ok(Ok(Some(found))) => found,
-            Ok(Ok(None)) => {
-                if writer_done {
-                    return;
+        let (sequence, location, mut events) = match take_hot(&shared, expected) {
+            Some(hot) => (hot.sequence, hot.location, hot.events),
+            None => match read_next(&shared, &io, cursor).await {
+                ReadNext::Record(sequence, location, events) => (sequence, location, events),
+                ReadNext::Skipped(sequence, location) => {
+                    cursor = Some(sequence);
+                    expected = sequence.checked_add(u64::from(location.count));
+                    continue;
                 }
-                let _ = tokio::time::timeout(Duration::from_millis(200), shared.appended.notified()).await;
-                continue;
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the disk buffer; trying again in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(_) => return,
+                ReadNext::Nothing => {
+                    if writer_done {
+                        return;
+                    }
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(200), shared.appended.notified()).await;
+                    continue;
+                }
+                ReadNext::Failed => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                ReadNext::Stopped => return,
+            },
         };
         cursor = Some(sequence);
-        let len = value.len() as u64;
-        let bytes = Bytes::copy_from_slice(&value);
-        drop(value);
-        let mut events = match record::decode(&bytes) {
-            Ok(events) => events,
-            Err(e) => {
-                let events = u64::from(record::count(&bytes).unwrap_or(0));
-                tracing::error!(sequence, error = %e, "corrupt record in the disk buffer: skipped and deleted");
-                SinkMetrics::add(&shared.metrics.rejected, events);
-                shared.record_settled(sequence, events, len, DeliveryStatus::Rejected);
-                continue;
-            }
-        };
-        let n = events.len() as u64;
+        expected = sequence.checked_add(u64::from(location.count));
         let settled = shared.clone();
         let notifier =
-            BatchNotifier::with_callback(move |status| settled.record_settled(sequence, n, len, status));
+            BatchNotifier::with_callback(move |status| settled.record_settled(sequence, location, status));
         for event in &mut events {
             event.attach_notifier(&notifier);
         }
         drop(notifier);
         if out.send(events).await.is_err() {
             return;
+        }
+    }
+}
+
+/// The writer's copy of the record starting at `expected`, if it still has it.
+fn take_hot(shared: &Shared, expected: Option<u64>) -> Option<HotRecord> {
+    let expected = expected?;
+    let mut hot = shared
+        .hot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Records the reader already took from disk (it looked between the append and the hand-over).
+    while hot.front().is_some_and(|r| r.sequence < expected) {
+        hot.pop_front();
+    }
+    if hot.front().is_some_and(|r| r.sequence == expected) {
+        hot.pop_front()
+    } else {
+        None
+    }
+}
+
+enum ReadNext {
+    Record(u64, Location, Vec<LogEvent>),
+    /// A corrupt record, reported and deleted.
+    Skipped(u64, Location),
+    Nothing,
+    Failed,
+    Stopped,
+}
+
+/// Reads the record after `cursor` from disk.
+async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> ReadNext {
+    let lookup = shared.clone();
+    let read = io
+        .run(move || {
+            let Some((sequence, location)) = lookup.store.next_after(cursor)? else {
+                return Ok(None);
+            };
+            let bytes = lookup.store.read(location).map(Bytes::from);
+            Ok::<_, BufferError>(Some((sequence, location, bytes)))
+        })
+        .await;
+    let (sequence, location, bytes) = match read {
+        Some(Ok(Some(found))) => found,
+        Some(Ok(None)) => return ReadNext::Nothing,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "cannot read the disk buffer; trying again in 1 s");
+            return ReadNext::Failed;
+        }
+        None => return ReadNext::Stopped,
+    };
+    let decoded = match bytes {
+        Ok(bytes) => record::decode(&bytes).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match decoded {
+        Ok(events) => ReadNext::Record(sequence, location, events),
+        Err(e) => {
+            tracing::error!(sequence, error = %e, "corrupt record in the disk buffer: skipped and deleted");
+            SinkMetrics::add(&shared.metrics.rejected, u64::from(location.count));
+            shared.record_settled(sequence, location, DeliveryStatus::Rejected);
+            ReadNext::Skipped(sequence, location)
         }
     }
 }
@@ -364,7 +497,7 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<BufferReport, BufferError> {
     if !dir.join("db").exists() {
         return Err(BufferError::NotABuffer { path: dir.to_owned() });
     }
-    let store = Store::open(dir)?;
+    let store = Store::open(dir, MAX_SEGMENT_BYTES)?;
     let totals = store.totals();
     let mut report = BufferReport {
         events: totals.events,
@@ -372,26 +505,29 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<BufferReport, BufferError> {
         size_on_disk: store.size_on_disk(),
         ..BufferReport::default()
     };
-    let open_error = |e: sled::Error| BufferError::Open {
-        path: dir.to_owned(),
-        reason: e.to_string(),
-    };
-    if let Some((_, first)) = store.next_after(None).map_err(open_error)? {
-        report.oldest = record::decode(&Bytes::copy_from_slice(&first))
+    if let Some((_, first)) = store.first()? {
+        report.oldest = store
+            .read(first)
             .ok()
+            .and_then(|bytes| record::decode(&Bytes::from(bytes)).ok())
             .and_then(|events| events.first().and_then(LogEvent::timestamp))
             .map(|t| t.to_rfc3339());
     }
     if verify {
         report.events = 0;
         report.bytes = 0;
-        for entry in store.iter() {
-            let (sequence, value) = entry.map_err(open_error)?;
+        let mut cursor = None;
+        while let Some((sequence, location)) = store.next_after(cursor)? {
+            cursor = Some(sequence);
             report.records += 1;
-            report.bytes += value.len() as u64;
-            match record::decode(&Bytes::copy_from_slice(&value)) {
+            report.bytes += u64::from(location.len);
+            let checked = store
+                .read(location)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| record::decode(&Bytes::from(bytes)).map_err(|e| e.to_string()));
+            match checked {
                 Ok(events) => report.events += events.len() as u64,
-                Err(e) => report.corrupt.push((sequence, e.to_string())),
+                Err(e) => report.corrupt.push((sequence, e)),
             }
         }
     }

@@ -195,7 +195,7 @@ async fn a_blocked_writer_resumes_when_the_sink_frees_space() {
 }
 
 #[tokio::test]
-async fn big_batches_are_stored_as_records_under_sleds_blob_threshold() {
+async fn big_batches_are_split_into_several_records() {
     let dir = tempfile::tempdir().unwrap();
     let (writer, mut reader) = open(
         dir.path(),
@@ -203,17 +203,17 @@ async fn big_batches_are_stored_as_records_under_sleds_blob_threshold() {
         Arc::new(SinkMetrics::default()),
     )
     .unwrap();
-    let (events, status) = tracked(0..5000);
+    let (events, status) = tracked(0..50_000);
     writer.write(events).await.unwrap();
     assert_eq!(status.await, DeliveryStatus::Delivered);
     let mut ids = Vec::new();
     let mut records = 0;
-    while ids.len() < 5000 {
+    while ids.len() < 50_000 {
         ids.extend(next(&mut reader).await.iter().map(id));
         records += 1;
     }
-    assert_eq!(ids, (0..5000).collect::<Vec<_>>());
-    assert!(records > 1, "a 5,000-event batch is split into several records");
+    assert_eq!(ids, (0..50_000).collect::<Vec<_>>());
+    assert!(records > 1, "a 50,000-event batch is split into several records");
 }
 
 #[tokio::test]
@@ -234,21 +234,24 @@ async fn a_corrupt_record_is_skipped_reported_and_does_not_block() {
         // Flip a byte in the middle record's body (once the tasks let go of the buffer).
         let mut store = None;
         for _ in 0..100 {
-            if let Ok(s) = Store::open(dir.path()) {
+            if let Ok(s) = Store::open(dir.path(), MIN_SEGMENT_BYTES) {
                 store = Some(s);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let store = store.expect("the buffer is released");
-        let (seq, value) = store.next_after(Some(0)).unwrap().unwrap();
-        let mut bad = value.to_vec();
-        let last = bad.len() - 1;
-        bad[last] ^= 0xff;
-        store.insert(seq, &bad).unwrap();
-        store.sync(store.totals()).unwrap();
-        let report = inspect_store(&store);
-        assert_eq!(report, 1);
+        let (_, location) = store.next_after(Some(0)).unwrap().unwrap();
+        let segment = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(store.segment_path(location.segment))
+            .unwrap();
+        let last = location.offset + u64::from(location.len) - 1;
+        let mut byte = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&segment, &mut byte, last).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&segment, &[byte[0] ^ 0xff], last).unwrap();
+        assert_eq!(corrupt_records(&store), 1);
     }
     let report = inspect(dir.path(), true).unwrap();
     assert_eq!(report.corrupt.len(), 1, "{report:?}");
@@ -266,14 +269,42 @@ async fn a_corrupt_record_is_skipped_reported_and_does_not_block() {
     assert_eq!(metrics.rejected.load(Ordering::Relaxed), 3);
 }
 
-fn inspect_store(store: &Store) -> usize {
-    store
-        .iter()
-        .filter(|r| {
-            let (_, v) = r.as_ref().unwrap();
-            record::verify(v).is_err()
-        })
-        .count()
+fn corrupt_records(store: &Store) -> usize {
+    let mut cursor = None;
+    let mut corrupt = 0;
+    while let Some((sequence, location)) = store.next_after(cursor).unwrap() {
+        cursor = Some(sequence);
+        if record::verify(&store.read(location).unwrap()).is_err() {
+            corrupt += 1;
+        }
+    }
+    corrupt
+}
+
+#[tokio::test]
+async fn drained_segments_are_deleted_and_a_backlog_reads_back_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8 MiB max_size rolls segments at 1 MiB.
+    let (writer, mut reader) = open(
+        dir.path(),
+        &config(8 << 20, WhenFull::Block),
+        Arc::new(SinkMetrics::default()),
+    )
+    .unwrap();
+    // About 4 MiB of events, written before the reader takes any: a backlog on disk.
+    let ranges: Vec<_> = (0..40u64).map(|i| i * 3000..(i + 1) * 3000).collect();
+    write_durably(&writer, ranges).await;
+    let segments = || std::fs::read_dir(dir.path().join("segments")).unwrap().count();
+    assert!(segments() > 2, "the backlog spans several segments");
+    let mut ids = Vec::new();
+    while ids.len() < 120_000 {
+        for e in next(&mut reader).await {
+            ids.push(id(&e));
+            e.settle(DeliveryStatus::Delivered);
+        }
+    }
+    assert_eq!(ids, (0..120_000).collect::<Vec<_>>());
+    assert!(segments() <= 1, "{} segments left after draining", segments());
 }
 
 /// One step of the model test.
