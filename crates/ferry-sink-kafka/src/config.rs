@@ -282,6 +282,7 @@ impl SinkConfig for KafkaSinkConfig {
         let healthcheck = crate::health::healthcheck(self, producer.clone(), shared.clone());
         let sink = crate::sink::KafkaSink {
             id: cx.id,
+            topics: std::sync::Mutex::new(crate::topic::TopicProducer::new(producer.clone())),
             producer,
             shared,
             records: crate::record::RecordBuilder::new(

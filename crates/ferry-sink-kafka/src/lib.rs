@@ -36,5 +36,6 @@ mod health;
 mod record;
 mod sink;
 mod tls;
+mod topic;
 
 pub use config::{Compression, KafkaSinkConfig, SaslConfig, SaslMechanism, TlsConfig};

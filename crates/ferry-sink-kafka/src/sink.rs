@@ -2,21 +2,21 @@
 //! and at end of input waits until everything is confirmed.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_core::{BoxError, EventStream, LogEvent, SinkMetrics, SinkRunner};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use rdkafka::error::KafkaError;
-use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseRecord, Producer as _};
+use rdkafka::producer::Producer as _;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::client::Producer;
 use crate::context::{DeliveryHandle, Failure, RetryRecord, SinkShared, classify};
 use crate::record::RecordBuilder;
+use crate::topic::{NotQueued, OutgoingRecord, TopicProducer};
 
 /// The least time between two rounds of resending failed records, so an outage that fails
 /// deliveries quickly cannot turn into a busy loop. It doubles while rounds deliver nothing,
@@ -29,6 +29,8 @@ const ROOM_WAIT: Duration = Duration::from_millis(50);
 pub(crate) struct KafkaSink {
     pub(crate) id: String,
     pub(crate) producer: Producer,
+    /// Only the sink task produces; the lock is never contended.
+    pub(crate) topics: Mutex<TopicProducer>,
     pub(crate) shared: Arc<SinkShared>,
     pub(crate) records: RecordBuilder,
     pub(crate) metrics: Arc<SinkMetrics>,
@@ -38,15 +40,6 @@ impl SinkRunner for KafkaSink {
     fn run(self: Box<Self>, input: EventStream) -> BoxFuture<'static, Result<(), BoxError>> {
         Box::pin(self.run_loop(input))
     }
-}
-
-/// One record to produce, owned or borrowed.
-struct Outgoing<'a> {
-    topic: &'a str,
-    key: Option<&'a [u8]>,
-    payload: &'a [u8],
-    headers: Option<OwnedHeaders>,
-    timestamp: Option<i64>,
 }
 
 impl KafkaSink {
@@ -115,7 +108,7 @@ impl KafkaSink {
                     continue;
                 }
             };
-            let outgoing = Outgoing {
+            let outgoing = OutgoingRecord {
                 topic: &parts.topic,
                 key: parts.key.as_deref(),
                 payload: parts.payload,
@@ -146,7 +139,7 @@ impl KafkaSink {
                 timestamp,
                 finalizer,
             } = record;
-            let outgoing = Outgoing {
+            let outgoing = OutgoingRecord {
                 topic: &topic,
                 key: key.as_deref(),
                 payload: &payload,
@@ -170,36 +163,41 @@ impl KafkaSink {
     /// the finalizer when the record can never be sent.
     async fn produce(
         &self,
-        outgoing: Outgoing<'_>,
+        outgoing: OutgoingRecord<'_>,
         finalizer: DeliveryHandle,
     ) -> Result<(), (KafkaError, DeliveryHandle)> {
-        let mut opaque = finalizer;
+        let mut finalizer = finalizer;
         let mut headers = outgoing.headers;
         loop {
-            let mut record = BaseRecord::with_opaque_to(outgoing.topic, opaque).payload(outgoing.payload);
-            if let Some(key) = outgoing.key {
-                record = record.key(key);
-            }
-            if let Some(h) = headers.take() {
-                record = record.headers(h);
-            }
-            if let Some(ts) = outgoing.timestamp {
-                record = record.timestamp(ts);
-            }
-            match self.producer.send(record) {
+            let record = OutgoingRecord {
+                topic: outgoing.topic,
+                key: outgoing.key,
+                payload: outgoing.payload,
+                headers: headers.take(),
+                timestamp: outgoing.timestamp,
+            };
+            let sent = self
+                .topics
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .send(record, finalizer);
+            let NotQueued {
+                error,
+                finalizer: returned,
+                headers: returned_headers,
+            } = match sent {
                 Ok(()) => return Ok(()),
-                Err((error, record)) => {
-                    opaque = record.delivery_opaque;
-                    headers = record.headers;
-                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
-                        self.wait_for_room().await;
-                        continue;
-                    }
-                    match classify(&error) {
-                        Failure::Permanent => return Err((error, opaque)),
-                        Failure::Transient => tokio::time::sleep(ROOM_WAIT).await,
-                    }
-                }
+                Err(not_queued) => not_queued,
+            };
+            finalizer = returned;
+            headers = returned_headers;
+            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                self.wait_for_room().await;
+                continue;
+            }
+            match classify(&error) {
+                Failure::Permanent => return Err((error, finalizer)),
+                Failure::Transient => tokio::time::sleep(ROOM_WAIT).await,
             }
         }
     }
