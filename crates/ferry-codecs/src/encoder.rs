@@ -2,7 +2,7 @@ use ferry_core::{Fields, LogEvent, MESSAGE, Value};
 
 use crate::encoding::{EncodingCodec, EncodingConfig};
 use crate::filter::{Decision, FieldFilter, Scope};
-use crate::json_escape::write_json_str;
+use crate::json_escape::{write_json_bytes, write_json_str};
 use crate::timestamp::{RenderedTimestamp, TimestampFormat};
 
 /// Turns events into record payloads, as one sink's `encoding` table says.
@@ -98,7 +98,7 @@ impl Encoder {
 
     fn write_json_value(&self, value: &Value, out: &mut Vec<u8>) {
         match value {
-            Value::Bytes(b) => write_json_str(&String::from_utf8_lossy(b), out),
+            Value::Bytes(b) => write_json_bytes(b, out),
             Value::Integer(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
             Value::Float(f) if f.is_finite() => {
                 out.extend_from_slice(ryu::Buffer::new().format_finite(*f).as_bytes())
