@@ -350,14 +350,18 @@ impl Store {
         let sync_error = |e: std::io::Error| BufferError::Sync {
             reason: e.to_string(),
         };
-        {
+        // Not under the appender's lock: settling records (on librdkafka's delivery thread)
+        // takes it to delete drained segments, and must not wait for a disk flush.
+        let (rolled, current) = {
             let mut appender = lock(&self.appender);
-            for file in appender.unsynced.drain(..) {
-                file.sync_data().map_err(sync_error)?;
-            }
-            if let Some(segment) = &appender.current {
-                segment.file.sync_data().map_err(sync_error)?;
-            }
+            let current = appender.current.as_ref().map(|s| s.file.try_clone()).transpose();
+            (
+                std::mem::take(&mut appender.unsynced),
+                current.map_err(sync_error)?,
+            )
+        };
+        for file in rolled.iter().chain(current.iter()) {
+            file.sync_data().map_err(sync_error)?;
         }
         let sled_error = |e: sled::Error| BufferError::Sync {
             reason: e.to_string(),
