@@ -16,6 +16,28 @@ fn config(max_size: u64, when_full: WhenFull) -> BufferConfig {
     }
 }
 
+/// Opens a buffer whose counters nobody reads.
+fn open_buffer(dir: &Path, max_size: u64, when_full: WhenFull) -> (DiskWriter, DiskReader) {
+    open(
+        dir,
+        &config(max_size, when_full),
+        Arc::new(SinkMetrics::default()),
+    )
+    .unwrap()
+}
+
+/// Every id left in the buffer of a reader whose writer is gone.
+async fn remaining_ids(reader: &mut DiskReader) -> Vec<u64> {
+    let mut ids = Vec::new();
+    while let Some(batch) = tokio::time::timeout(Duration::from_secs(5), reader.next())
+        .await
+        .unwrap()
+    {
+        ids.extend(batch.iter().map(id));
+    }
+    ids
+}
+
 fn tracked(ids: std::ops::Range<u64>) -> (Vec<LogEvent>, BatchStatusReceiver) {
     let (notifier, status) = BatchNotifier::new_with_receiver();
     let events = ids
@@ -81,12 +103,7 @@ async fn source_hears_delivered_after_fsync_and_the_buffer_owns_events_until_ack
 async fn unacknowledged_records_survive_a_restart_and_acknowledged_ones_do_not() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (writer, mut reader) = open(
-            dir.path(),
-            &config(1 << 30, WhenFull::Block),
-            Arc::new(SinkMetrics::default()),
-        )
-        .unwrap();
+        let (writer, mut reader) = open_buffer(dir.path(), 1 << 30, WhenFull::Block);
         write_durably(&writer, [0..5, 5..8, 8..12]).await;
         drop(writer);
         let first = next(&mut reader).await;
@@ -101,25 +118,14 @@ async fn unacknowledged_records_survive_a_restart_and_acknowledged_ones_do_not()
     let metrics = Arc::new(SinkMetrics::default());
     let (writer, mut reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
     drop(writer);
-    let mut ids = Vec::new();
-    while let Some(batch) = tokio::time::timeout(Duration::from_secs(5), reader.next())
-        .await
-        .unwrap()
-    {
-        ids.extend(batch.iter().map(id));
-    }
+    let ids = remaining_ids(&mut reader).await;
     assert_eq!(ids, (5..12).collect::<Vec<_>>());
 }
 
 #[tokio::test]
 async fn a_second_process_gets_a_clear_lock_error() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = open(
-        dir.path(),
-        &config(1 << 30, WhenFull::Block),
-        Arc::new(SinkMetrics::default()),
-    )
-    .unwrap();
+    let _first = open_buffer(dir.path(), 1 << 30, WhenFull::Block);
     let err = open(
         dir.path(),
         &config(1 << 30, WhenFull::Block),
@@ -156,12 +162,7 @@ async fn drop_newest_at_max_size_counts_and_reports_the_dropped() {
 #[tokio::test]
 async fn a_blocked_writer_resumes_when_the_sink_frees_space() {
     let dir = tempfile::tempdir().unwrap();
-    let (writer, mut reader) = open(
-        dir.path(),
-        &config(12 * 1024, WhenFull::Block),
-        Arc::new(SinkMetrics::default()),
-    )
-    .unwrap();
+    let (writer, mut reader) = open_buffer(dir.path(), 12 * 1024, WhenFull::Block);
     let (first, _) = tracked(0..300);
     writer.write(first).await.unwrap();
     let (second, second_status) = tracked(300..600);
@@ -197,12 +198,7 @@ async fn a_blocked_writer_resumes_when_the_sink_frees_space() {
 #[tokio::test]
 async fn big_batches_are_split_into_several_records() {
     let dir = tempfile::tempdir().unwrap();
-    let (writer, mut reader) = open(
-        dir.path(),
-        &config(1 << 30, WhenFull::Block),
-        Arc::new(SinkMetrics::default()),
-    )
-    .unwrap();
+    let (writer, mut reader) = open_buffer(dir.path(), 1 << 30, WhenFull::Block);
     let (events, status) = tracked(0..50_000);
     writer.write(events).await.unwrap();
     assert_eq!(status.await, DeliveryStatus::Delivered);
@@ -220,12 +216,7 @@ async fn big_batches_are_split_into_several_records() {
 async fn a_corrupt_record_is_skipped_reported_and_does_not_block() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (writer, _reader) = open(
-            dir.path(),
-            &config(1 << 30, WhenFull::Block),
-            Arc::new(SinkMetrics::default()),
-        )
-        .unwrap();
+        let (writer, _reader) = open_buffer(dir.path(), 1 << 30, WhenFull::Block);
         write_durably(&writer, [0..3, 3..6, 6..9]).await;
         drop(writer);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -258,13 +249,7 @@ async fn a_corrupt_record_is_skipped_reported_and_does_not_block() {
     let metrics = Arc::new(SinkMetrics::default());
     let (writer, mut reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
     drop(writer);
-    let mut ids = Vec::new();
-    while let Some(batch) = tokio::time::timeout(Duration::from_secs(5), reader.next())
-        .await
-        .unwrap()
-    {
-        ids.extend(batch.iter().map(id));
-    }
+    let ids = remaining_ids(&mut reader).await;
     assert_eq!(ids, [0, 1, 2, 6, 7, 8]);
     assert_eq!(metrics.rejected.load(Ordering::Relaxed), 3);
 }
@@ -285,12 +270,7 @@ fn corrupt_records(store: &Store) -> usize {
 async fn drained_segments_are_deleted_and_a_backlog_reads_back_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     // 8 MiB max_size rolls segments at 1 MiB.
-    let (writer, mut reader) = open(
-        dir.path(),
-        &config(8 << 20, WhenFull::Block),
-        Arc::new(SinkMetrics::default()),
-    )
-    .unwrap();
+    let (writer, mut reader) = open_buffer(dir.path(), 8 << 20, WhenFull::Block);
     // About 4 MiB of events, written before the reader takes any: a backlog on disk.
     let ranges: Vec<_> = (0..40u64).map(|i| i * 3000..(i + 1) * 3000).collect();
     write_durably(&writer, ranges).await;
