@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,8 @@ pub(crate) struct SinkShared {
     /// Woken when a delivery report frees room in librdkafka's queue, if someone waits.
     pub(crate) room: tokio::sync::Notify,
     pub(crate) waiting_for_room: AtomicBool,
+    /// The in-flight count at which a waiting sink is woken (see `KafkaSink::wait_for_room`).
+    pub(crate) resume_below: AtomicU64,
     /// The last error librdkafka reported, to explain failed health checks.
     last_error: Mutex<Option<String>>,
     error_warnings: WarnLimiter,
@@ -103,6 +105,7 @@ impl SinkShared {
             retry_ready: tokio::sync::Notify::new(),
             room: tokio::sync::Notify::new(),
             waiting_for_room: AtomicBool::new(false),
+            resume_below: AtomicU64::new(0),
             last_error: Mutex::new(None),
             error_warnings: WarnLimiter::new(Duration::from_secs(30)),
             rejection_warnings: WarnLimiter::default(),
@@ -180,7 +183,9 @@ impl SinkShared {
     }
 
     fn room_freed(&self) {
-        if self.waiting_for_room.load(Ordering::Acquire) {
+        if self.waiting_for_room.load(Ordering::Acquire)
+            && self.metrics.in_flight.load(Ordering::Acquire) <= self.resume_below.load(Ordering::Acquire)
+        {
             self.room.notify_one();
         }
     }
