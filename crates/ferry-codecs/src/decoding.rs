@@ -1,9 +1,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use ferry_core::{Fields, LogEvent, TIMESTAMP, Value};
+use ferry_core::{Fields, LogEvent, RawJsonObject, TIMESTAMP, Value};
 use serde::Deserialize;
-
-use crate::json_decode::parse_json_object;
 
 /// How a source turns each line into an event (`decoding.codec`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -55,11 +53,10 @@ impl Decoder {
     pub fn decode(&self, line: Bytes) -> (LogEvent, Option<DecodeError>) {
         match self.codec {
             DecodingCodec::Bytes => (LogEvent::from_message(line), None),
-            DecodingCodec::Json => match parse_json_object(&line) {
-                Ok(mut fields) => {
-                    promote_timestamp(&mut fields);
-                    (LogEvent::from_fields(fields), None)
-                }
+            // The line is checked now and expanded into fields only if something reads them
+            // (see `ferry_core::raw_json`).
+            DecodingCodec::Json => match RawJsonObject::scan(line.clone()) {
+                Ok(scanned) => (LogEvent::from_raw_json(scanned.object), None),
                 Err(source) => (LogEvent::from_message(line), Some(DecodeError { source })),
             },
         }
@@ -85,25 +82,25 @@ impl Decoder {
                 fields.push_unchecked(TIMESTAMP.into(), Value::Timestamp(now));
                 (LogEvent::from_fields(fields), None)
             }
-            DecodingCodec::Json => {
-                let (mut event, error) = self.decode(line);
-                add_standard_fields(&mut event, host, now);
-                (event, error)
-            }
+            DecodingCodec::Json => match RawJsonObject::scan(line.clone()) {
+                Ok(mut scanned) => {
+                    if !scanned.has_host {
+                        scanned
+                            .object
+                            .append(ferry_core::HOST, Value::Bytes(host.clone()));
+                    }
+                    if !scanned.has_timestamp {
+                        scanned.object.append(TIMESTAMP, Value::Timestamp(now));
+                    }
+                    (LogEvent::from_raw_json(scanned.object), None)
+                }
+                Err(source) => {
+                    let mut event = LogEvent::from_message(line);
+                    add_standard_fields(&mut event, host, now);
+                    (event, Some(DecodeError { source }))
+                }
+            },
         }
-    }
-}
-
-fn promote_timestamp(fields: &mut Fields) {
-    let Some(slot) = fields.get_mut(TIMESTAMP) else {
-        return;
-    };
-    let Value::Bytes(text) = slot else { return };
-    let parsed = std::str::from_utf8(text)
-        .ok()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
-    if let Some(t) = parsed {
-        *slot = Value::Timestamp(t.with_timezone(&Utc));
     }
 }
 

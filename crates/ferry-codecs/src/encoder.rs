@@ -1,4 +1,4 @@
-use ferry_core::{Fields, LogEvent, MESSAGE, Value};
+use ferry_core::{Fields, LogEvent, MESSAGE, RawJsonObject, Value};
 
 use crate::encoding::{EncodingCodec, EncodingConfig};
 use crate::filter::{Decision, FieldFilter, Scope};
@@ -45,13 +45,48 @@ impl Encoder {
     pub fn encode(&self, event: &LogEvent, out: &mut Vec<u8>) {
         match self.codec {
             EncodingCodec::Text => self.write_text(event, out),
-            EncodingCodec::Json => self.write_json_fields(event.fields(), self.filter.scope(), out),
+            EncodingCodec::Json => match self.passthrough(event) {
+                Some(object) => self.write_raw_json(object, out),
+                None => self.write_json_fields(event.fields(), self.filter.scope(), out),
+            },
             EncodingCodec::Logfmt => {
                 let mut prefix = String::new();
                 let mut first = true;
                 self.write_logfmt_fields(event.fields(), self.filter.scope(), &mut prefix, &mut first, out);
             }
         }
+    }
+
+    /// The JSON line an event still is, when this encoder would write the same object: no
+    /// field filters, and RFC 3339 timestamps (the line's own `timestamp` is RFC 3339 already,
+    /// or it is not the event's time and stays the string it was).
+    fn passthrough<'a>(&self, event: &'a LogEvent) -> Option<&'a RawJsonObject> {
+        let plain =
+            matches!(self.filter, FieldFilter::All) && self.timestamp_format == TimestampFormat::Rfc3339;
+        if plain { event.raw_json() } else { None }
+    }
+
+    /// The line as it arrived (its own spelling of numbers, escapes and timestamps kept), then
+    /// the fields the decoder appended.
+    fn write_raw_json(&self, object: &RawJsonObject, out: &mut Vec<u8>) {
+        let line = object.line().trim_ascii();
+        // The decoder accepted the line as one object, so it ends with `}`.
+        let Some(body) = line.strip_suffix(b"}") else {
+            self.write_json_fields(&object.expand(), self.filter.scope(), out);
+            return;
+        };
+        out.extend_from_slice(body);
+        let mut first = body.trim_ascii_end().ends_with(b"{");
+        for (name, value) in object.appended().iter() {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_json_str(name, out);
+            out.push(b':');
+            self.write_json_value(value, out);
+        }
+        out.push(b'}');
     }
 
     fn write_text(&self, event: &LogEvent, out: &mut Vec<u8>) {

@@ -27,13 +27,12 @@ mod decoding;
 mod encoder;
 mod encoding;
 mod filter;
-mod json_decode;
 mod json_escape;
 mod timestamp;
 
 pub use decoding::{DecodeError, Decoder, DecodingCodec, DecodingConfig, add_standard_fields};
 pub use encoder::Encoder;
 pub use encoding::{EncodingCodec, EncodingConfig};
+pub use ferry_core::parse_json_object;
 pub use filter::FieldFilter;
-pub use json_decode::parse_json_object;
 pub use timestamp::TimestampFormat;

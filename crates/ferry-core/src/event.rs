@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::fields::Fields;
 use crate::finalization::{BatchNotifier, DeliveryStatus, EventFinalizer};
 use crate::path::{FieldPath, PathSegment};
+use crate::raw_json::RawJsonObject;
 use crate::value::Value;
 
 /// The field holding the log line itself.
@@ -16,18 +17,57 @@ pub const TIMESTAMP: &str = "timestamp";
 pub const HOST: &str = "host";
 
 /// One log event: ordered fields plus the acknowledgement handle of this copy.
+///
+/// An event decoded from a JSON line may still be that line ([`LogEvent::from_raw_json`]):
+/// its fields are built on first access, and until something changes them an encoder may
+/// copy the line instead ([`LogEvent::raw_json`]).
 #[derive(Clone, Debug, Default)]
 pub struct LogEvent {
-    fields: Fields,
+    body: Body,
     finalizer: EventFinalizer,
+}
+
+#[derive(Clone, Debug)]
+enum Body {
+    Fields(Fields),
+    /// Unchanged since decoding; `expanded` caches the fields once something read them.
+    RawJson {
+        object: Box<RawJsonObject>,
+        expanded: OnceLock<Fields>,
+    },
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::Fields(Fields::new())
+    }
 }
 
 impl LogEvent {
     /// An event with the given fields and no acknowledgement tracking.
     pub fn from_fields(fields: Fields) -> Self {
         Self {
-            fields,
+            body: Body::Fields(fields),
             finalizer: EventFinalizer::default(),
+        }
+    }
+
+    /// An event that is a JSON object line, expanded into fields only when read.
+    pub fn from_raw_json(object: RawJsonObject) -> Self {
+        Self {
+            body: Body::RawJson {
+                object: Box::new(object),
+                expanded: OnceLock::new(),
+            },
+            finalizer: EventFinalizer::default(),
+        }
+    }
+
+    /// The JSON line this event still is, unchanged since it was decoded.
+    pub fn raw_json(&self) -> Option<&RawJsonObject> {
+        match &self.body {
+            Body::RawJson { object, .. } => Some(object),
+            Body::Fields(_) => None,
         }
     }
 
@@ -40,17 +80,28 @@ impl LogEvent {
 
     /// The top-level fields.
     pub fn fields(&self) -> &Fields {
-        &self.fields
+        match &self.body {
+            Body::Fields(fields) => fields,
+            Body::RawJson { object, expanded } => expanded.get_or_init(|| object.expand()),
+        }
     }
 
-    /// The top-level fields, mutable.
+    /// The top-level fields, mutable. A raw JSON event becomes a plain one: its line no longer
+    /// says what the event holds.
     pub fn fields_mut(&mut self) -> &mut Fields {
-        &mut self.fields
+        if let Body::RawJson { object, expanded } = &mut self.body {
+            let fields = expanded.take().unwrap_or_else(|| object.expand());
+            self.body = Body::Fields(fields);
+        }
+        match &mut self.body {
+            Body::Fields(fields) => fields,
+            Body::RawJson { .. } => unreachable!("expanded just above"),
+        }
     }
 
     /// Takes the fields out, leaving the finalizer in place.
     pub fn into_parts(mut self) -> (Fields, EventFinalizer) {
-        let fields = std::mem::take(&mut self.fields);
+        let fields = std::mem::take(self.fields_mut());
         let finalizer = std::mem::take(&mut self.finalizer);
         (fields, finalizer)
     }
@@ -59,7 +110,7 @@ impl LogEvent {
     pub fn get_path(&self, path: &FieldPath) -> Option<&Value> {
         let mut segments = path.segments().iter();
         let mut current = match segments.next()? {
-            PathSegment::Field(name) => self.fields.get(name)?,
+            PathSegment::Field(name) => self.fields().get(name)?,
             PathSegment::Index(_) => return None,
         };
         for segment in segments {
@@ -79,13 +130,14 @@ impl LogEvent {
         let Some((PathSegment::Field(first), rest)) = segments.split_first() else {
             return None;
         };
+        let top = self.fields_mut();
         if rest.is_empty() {
-            return self.fields.insert(first.as_str(), value);
+            return top.insert(first.as_str(), value);
         }
-        if self.fields.get(first).is_none() {
-            self.fields.insert(first.as_str(), container_for(&rest[0]));
+        if top.get(first).is_none() {
+            top.insert(first.as_str(), container_for(&rest[0]));
         }
-        let mut current = self.fields.get_mut(first)?;
+        let mut current = top.get_mut(first)?;
         for (i, segment) in rest.iter().enumerate() {
             let last = i + 1 == rest.len();
             let next = rest.get(i + 1);
@@ -132,12 +184,12 @@ impl LogEvent {
         let (last, parents) = segments.split_last()?;
         if parents.is_empty() {
             return match last {
-                PathSegment::Field(name) => self.fields.remove(name),
+                PathSegment::Field(name) => self.fields_mut().remove(name),
                 PathSegment::Index(_) => None,
             };
         }
         let mut current = match &parents[0] {
-            PathSegment::Field(name) => self.fields.get_mut(name)?,
+            PathSegment::Field(name) => self.fields_mut().get_mut(name)?,
             PathSegment::Index(_) => return None,
         };
         for segment in &parents[1..] {
@@ -156,12 +208,16 @@ impl LogEvent {
 
     /// The `message` field's bytes, when it is a string.
     pub fn message(&self) -> Option<&Bytes> {
-        self.fields.get(MESSAGE).and_then(Value::as_bytes)
+        self.fields().get(MESSAGE).and_then(Value::as_bytes)
     }
 
-    /// The `timestamp` field, when it holds a timestamp.
+    /// The `timestamp` field, when it holds a timestamp (read without expanding a raw JSON
+    /// event).
     pub fn timestamp(&self) -> Option<DateTime<Utc>> {
-        self.fields.get(TIMESTAMP).and_then(Value::as_timestamp).copied()
+        match &self.body {
+            Body::RawJson { object, .. } => object.timestamp(),
+            Body::Fields(fields) => fields.get(TIMESTAMP).and_then(Value::as_timestamp).copied(),
+        }
     }
 
     /// Attaches this copy to `notifier`'s batch (replacing any earlier handle, which is then
@@ -190,7 +246,7 @@ impl LogEvent {
 impl PartialEq for LogEvent {
     /// Events are equal when their fields are; acknowledgement handles are not data.
     fn eq(&self, other: &Self) -> bool {
-        self.fields == other.fields
+        self.fields() == other.fields()
     }
 }
 

@@ -4,9 +4,10 @@
 
 use std::fmt;
 
+use crate::fields::Fields;
+use crate::value::Value;
 use bytes::Bytes;
 use compact_str::CompactString;
-use ferry_core::{Fields, Value};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 /// Parses `line` as one JSON object into fields; anything else (an array, a number, invalid

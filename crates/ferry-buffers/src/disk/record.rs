@@ -3,7 +3,9 @@
 //! ```text
 //! record  = version:u8  count:u32le  crc32(body):u32le  body
 //! body    = event*                      (count of them)
-//! event   = fields
+//! event   = 0:u8 fields                 (an event of fields)
+//!         | 1:u8 line:bytes time fields (a JSON line as it arrived, then the appended fields)
+//! time    = 0:u8 | 1:u8 secs:i64le nanos:u32le
 //! fields  = n:varint (key:bytes value)*
 //! value   = tag:u8 payload              (see `Tag`)
 //! bytes   = len:varint raw
@@ -15,14 +17,16 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use ferry_core::{Fields, LogEvent, Value};
+use ferry_core::{Fields, LogEvent, RawJsonObject, Value};
 
 /// The record format version this build writes and reads.
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 const HEADER: usize = 1 + 4 + 4;
 /// Nesting deeper than this is refused when reading, so a corrupt record cannot exhaust the
 /// stack.
 const MAX_DEPTH: usize = 128;
+const EVENT_FIELDS: u8 = 0;
+const EVENT_RAW_JSON: u8 = 1;
 
 #[repr(u8)]
 enum Tag {
@@ -66,7 +70,25 @@ pub(crate) fn encode(events: &[LogEvent], out: &mut Vec<u8>) {
     out.extend_from_slice(&(events.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     for event in events {
-        write_fields(event.fields(), out);
+        match event.raw_json() {
+            // Kept raw, so that the sink can still copy the line (and nothing expands it here).
+            Some(object) => {
+                out.push(EVENT_RAW_JSON);
+                write_bytes(object.line(), out);
+                match object.line_timestamp() {
+                    Some(t) => {
+                        out.push(1);
+                        write_time(&t, out);
+                    }
+                    None => out.push(0),
+                }
+                write_fields(object.appended(), out);
+            }
+            None => {
+                out.push(EVENT_FIELDS);
+                write_fields(event.fields(), out);
+            }
+        }
     }
     let crc = crc32fast::hash(&out[start + HEADER..]);
     out[start + 5..start + 9].copy_from_slice(&crc.to_le_bytes());
@@ -89,7 +111,7 @@ pub(crate) fn decode(record: &Bytes) -> Result<Vec<LogEvent>, CorruptRecord> {
     };
     let mut events = Vec::with_capacity(n.min(1 << 16) as usize);
     for _ in 0..n {
-        events.push(LogEvent::from_fields(reader.fields(0)?));
+        events.push(reader.event()?);
     }
     if reader.pos != record.len() {
         return Err(CorruptRecord::Malformed("trailing bytes after the last event"));
@@ -109,6 +131,11 @@ pub(crate) fn verify(record: &[u8]) -> Result<u32, CorruptRecord> {
         return Err(CorruptRecord::Checksum { stored, computed });
     }
     Ok(n)
+}
+
+fn write_time(t: &DateTime<Utc>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&t.timestamp().to_le_bytes());
+    out.extend_from_slice(&t.timestamp_subsec_nanos().to_le_bytes());
 }
 
 fn write_varint(mut n: u64, out: &mut Vec<u8>) {
@@ -151,8 +178,7 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
         Value::Boolean(true) => out.push(Tag::True as u8),
         Value::Timestamp(t) => {
             out.push(Tag::Timestamp as u8);
-            out.extend_from_slice(&t.timestamp().to_le_bytes());
-            out.extend_from_slice(&t.timestamp_subsec_nanos().to_le_bytes());
+            write_time(t, out);
         }
         Value::Array(items) => {
             out.push(Tag::Array as u8);
@@ -220,6 +246,31 @@ impl Reader<'_> {
         Ok(self.buf.slice(range))
     }
 
+    fn time(&mut self) -> Result<DateTime<Utc>, CorruptRecord> {
+        let secs = i64::from_le_bytes(self.array()?);
+        let nanos = u32::from_le_bytes(self.array()?);
+        DateTime::from_timestamp(secs, nanos).ok_or(CorruptRecord::Malformed("timestamp out of range"))
+    }
+
+    fn event(&mut self) -> Result<LogEvent, CorruptRecord> {
+        match self.byte()? {
+            EVENT_FIELDS => Ok(LogEvent::from_fields(self.fields(0)?)),
+            EVENT_RAW_JSON => {
+                let line = self.bytes()?;
+                let timestamp = match self.byte()? {
+                    0 => None,
+                    1 => Some(self.time()?),
+                    _ => return Err(CorruptRecord::Malformed("unknown time marker")),
+                };
+                let appended = self.fields(0)?;
+                Ok(LogEvent::from_raw_json(RawJsonObject::from_stored(
+                    line, timestamp, appended,
+                )))
+            }
+            _ => Err(CorruptRecord::Malformed("unknown event kind")),
+        }
+    }
+
     fn fields(&mut self, depth: usize) -> Result<Fields, CorruptRecord> {
         if depth > MAX_DEPTH {
             return Err(CorruptRecord::Malformed("nesting too deep"));
@@ -248,13 +299,7 @@ impl Reader<'_> {
             t if t == Tag::Float as u8 => Value::Float(f64::from_le_bytes(self.array()?)),
             t if t == Tag::False as u8 => Value::Boolean(false),
             t if t == Tag::True as u8 => Value::Boolean(true),
-            t if t == Tag::Timestamp as u8 => {
-                let secs = i64::from_le_bytes(self.array()?);
-                let nanos = u32::from_le_bytes(self.array()?);
-                let t: DateTime<Utc> = DateTime::from_timestamp(secs, nanos)
-                    .ok_or(CorruptRecord::Malformed("timestamp out of range"))?;
-                Value::Timestamp(t)
-            }
+            t if t == Tag::Timestamp as u8 => Value::Timestamp(self.time()?),
             t if t == Tag::Array as u8 => {
                 let n = self.len()?;
                 let mut items = Vec::with_capacity(n.min(64));
@@ -309,6 +354,21 @@ mod tests {
             let mut buf = Vec::new();
             encode(&events, &mut buf);
             let decoded = decode(&Bytes::from(buf)).unwrap();
+            prop_assert_eq!(decoded, events);
+        }
+
+        #[test]
+        fn raw_json_events_round_trip_still_raw(n in 0i64..1000, with_time in any::<bool>()) {
+            let ts = if with_time { r#","timestamp":"2026-11-25T10:00:00Z""# } else { "" };
+            let line = Bytes::from(format!(r#"{{"n":{n},"s":"a\"b"{ts}}}"#));
+            let mut object = RawJsonObject::scan(line).unwrap().object;
+            object.append("host", Value::from("h"));
+            let events = vec![LogEvent::from_raw_json(object.clone()), LogEvent::from_message("plain")];
+            let mut buf = Vec::new();
+            encode(&events, &mut buf);
+            let decoded = decode(&Bytes::from(buf)).unwrap();
+            prop_assert_eq!(decoded[0].raw_json(), Some(&object));
+            prop_assert!(decoded[1].raw_json().is_none());
             prop_assert_eq!(decoded, events);
         }
 

@@ -271,3 +271,72 @@ fn to_json(v: &Value) -> serde_json::Value {
         Value::Null => serde_json::Value::Null,
     }
 }
+
+fn json_config() -> EncodingConfig {
+    EncodingConfig {
+        codec: EncodingCodec::Json,
+        ..EncodingConfig::default()
+    }
+}
+
+/// A JSON event decoded with standard fields, and the same fields as a plain event.
+fn raw_and_plain(line: &str) -> (LogEvent, LogEvent) {
+    let decoder = crate::Decoder::new(&crate::DecodingConfig {
+        codec: crate::DecodingCodec::Json,
+    });
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 1, 2, 3).unwrap();
+    let (raw, error) = decoder.decode_with_standard_fields(
+        Bytes::copy_from_slice(line.as_bytes()),
+        &Bytes::from_static(b"me"),
+        now,
+    );
+    assert!(error.is_none(), "{line}");
+    assert!(raw.raw_json().is_some());
+    let plain = LogEvent::from_fields(raw.fields().clone());
+    (raw, plain)
+}
+
+#[test]
+fn a_raw_json_event_is_copied_with_its_appended_fields() {
+    let (raw, plain) = raw_and_plain(r#" {"m":"a\u0041","n":1.50} "#);
+    let copied = encode(&json_config(), &raw);
+    // The line's own spelling is kept; the appended fields follow.
+    assert_eq!(
+        copied,
+        r#"{"m":"a\u0041","n":1.50,"host":"me","timestamp":"2026-11-25T01:02:03Z"}"#
+    );
+    let reparsed: serde_json::Value = serde_json::from_str(&copied).unwrap();
+    let rebuilt: serde_json::Value = serde_json::from_str(&encode(&json_config(), &plain)).unwrap();
+    assert_eq!(reparsed, rebuilt);
+    let (raw, _) = raw_and_plain("{ }");
+    assert_eq!(
+        encode(&json_config(), &raw),
+        r#"{ "host":"me","timestamp":"2026-11-25T01:02:03Z"}"#
+    );
+}
+
+#[test]
+fn filters_or_other_timestamp_formats_encode_raw_events_from_their_fields() {
+    let (raw, plain) = raw_and_plain(r#"{"timestamp":"2026-11-25T10:00:00+01:00","host":"h","x":{"y":1}}"#);
+    for config in [
+        EncodingConfig {
+            except_fields: Some(paths(&["x.y"])),
+            ..json_config()
+        },
+        EncodingConfig {
+            timestamp_format: TimestampFormat::Unix,
+            ..json_config()
+        },
+    ] {
+        assert_eq!(encode(&config, &raw), encode(&config, &plain));
+    }
+}
+
+#[test]
+fn changing_a_raw_event_stops_the_copy() {
+    let (mut raw, _) = raw_and_plain(r#"{"a":1}"#);
+    raw.fields_mut().insert("b", Value::from(2));
+    assert!(raw.raw_json().is_none());
+    let out: serde_json::Value = serde_json::from_str(&encode(&json_config(), &raw)).unwrap();
+    assert_eq!(out["b"], 2);
+}

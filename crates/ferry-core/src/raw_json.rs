@@ -1,0 +1,390 @@
+//! A JSON object line kept as it arrived, expanded into fields only when something asks.
+//!
+//! In a json → json pipeline most events are never looked at field by field: they are
+//! checked, get `host` and `timestamp` when they lack them, and are written out again. Building
+//! a field table per event and escaping every string back was most of that pipeline's CPU, so
+//! the JSON decoder makes a [`RawJsonObject`] instead: one validating scan of the line that
+//! notes only what the event model needs (is it an object, does it have `host`, its
+//! `timestamp`), and the fields come from [`RawJsonObject::expand`] on first use. A JSON
+//! encoder can then copy the line and append the added fields ([`LogEvent::raw_json`]).
+//!
+//! [`LogEvent::raw_json`]: crate::LogEvent::raw_json
+
+use std::fmt;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use crate::event::{HOST, TIMESTAMP};
+use crate::fields::Fields;
+use crate::json_object::parse_json_object;
+use crate::value::Value;
+
+/// One JSON object line plus the fields a decoder added after its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawJsonObject {
+    line: Bytes,
+    appended: Fields,
+    timestamp: Option<DateTime<Utc>>,
+}
+
+/// What the scan of a line found out.
+#[derive(Debug)]
+pub struct ScannedLine {
+    /// The line as a raw object (nothing appended yet).
+    pub object: RawJsonObject,
+    /// Whether the object has a top-level `host`.
+    pub has_host: bool,
+    /// Whether the object has a top-level `timestamp` (of any kind).
+    pub has_timestamp: bool,
+}
+
+impl RawJsonObject {
+    /// Checks that `line` is one JSON object (and nothing else) without building its fields.
+    /// Errors are serde_json's, as [`parse_json_object`] would report them.
+    pub fn scan(line: Bytes) -> Result<ScannedLine, serde_json::Error> {
+        let Ok(text) = std::str::from_utf8(&line) else {
+            // Rare: let the full parser say where the line breaks (or accept it, if the
+            // invalid bytes sit where serde_json does not look).
+            return parse_json_object(&line).map(|fields| scanned_from_fields(line, &fields));
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let found = de::Deserializer::deserialize_any(&mut deserializer, TopLevel)?;
+        deserializer.end()?;
+        Ok(ScannedLine {
+            object: RawJsonObject {
+                line: line.clone(),
+                appended: Fields::new(),
+                timestamp: found.timestamp,
+            },
+            has_host: found.has_host,
+            has_timestamp: found.has_timestamp,
+        })
+    }
+
+    /// Rebuilds an object from its parts, for a buffer restoring what it stored: `line` must
+    /// be the line of an object [`RawJsonObject::scan`] made, and `timestamp` its time.
+    pub fn from_stored(line: Bytes, timestamp: Option<DateTime<Utc>>, appended: Fields) -> Self {
+        Self {
+            line,
+            appended,
+            timestamp,
+        }
+    }
+
+    /// The time read from the line's own `timestamp` (not an appended one).
+    pub fn line_timestamp(&self) -> Option<DateTime<Utc>> {
+        self.timestamp
+    }
+
+    /// Adds a field after the line's own (the caller knows the line lacks it).
+    pub fn append(&mut self, name: &str, value: Value) {
+        self.appended.insert(name, value);
+    }
+
+    /// The line as it arrived.
+    pub fn line(&self) -> &Bytes {
+        &self.line
+    }
+
+    /// The fields added after the line's own, in order.
+    pub fn appended(&self) -> &Fields {
+        &self.appended
+    }
+
+    /// The event's time: the line's RFC 3339 `timestamp`, or an appended one.
+    pub fn timestamp(&self) -> Option<DateTime<Utc>> {
+        self.timestamp.or_else(|| {
+            self.appended
+                .get(TIMESTAMP)
+                .and_then(Value::as_timestamp)
+                .copied()
+        })
+    }
+
+    /// The fields: the line's, with an RFC 3339 `timestamp` string as a timestamp, then the
+    /// appended ones. The same fields an eager decoder builds.
+    pub fn expand(&self) -> Fields {
+        let mut fields = match parse_json_object(&self.line) {
+            Ok(fields) => fields,
+            // `scan` accepted the line, and the two parsers agree; kept total all the same.
+            Err(_) => [(crate::event::MESSAGE, Value::Bytes(self.line.clone()))]
+                .into_iter()
+                .collect(),
+        };
+        if let (Some(t), Some(slot)) = (self.timestamp, fields.get_mut(TIMESTAMP)) {
+            *slot = Value::Timestamp(t);
+        }
+        for (name, value) in self.appended.iter() {
+            fields.insert(name, value.clone());
+        }
+        fields
+    }
+}
+
+fn scanned_from_fields(line: Bytes, fields: &Fields) -> ScannedLine {
+    let timestamp = match fields.get(TIMESTAMP) {
+        Some(Value::Bytes(text)) => parse_rfc3339(text),
+        _ => None,
+    };
+    ScannedLine {
+        object: RawJsonObject {
+            line,
+            appended: Fields::new(),
+            timestamp,
+        },
+        has_host: fields.contains(HOST),
+        has_timestamp: fields.contains(TIMESTAMP),
+    }
+}
+
+/// An RFC 3339 string as a UTC time (the JSON decoder's rule for `timestamp`).
+pub fn parse_rfc3339(text: &[u8]) -> Option<DateTime<Utc>> {
+    let text = std::str::from_utf8(text).ok()?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[derive(Default)]
+struct Found {
+    has_host: bool,
+    has_timestamp: bool,
+    timestamp: Option<DateTime<Utc>>,
+}
+
+/// Visits the top level: an object whose values are skipped (still validated), except
+/// `timestamp`, which is read when it is a string.
+struct TopLevel;
+
+impl<'de> Visitor<'de> for TopLevel {
+    type Value = Found;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
+        let mut found = Found::default();
+        while let Some(key) = map.next_key_seed(KeyKind)? {
+            match key {
+                Key::Host => {
+                    found.has_host = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Key::Timestamp => {
+                    found.has_timestamp = true;
+                    // A repeated key: the last value wins, as in the expanded fields.
+                    found.timestamp = map.next_value_seed(TimestampValue)?;
+                }
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    // Anything else at the top level is an error, worded as the full parser words it.
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _seq: A) -> Result<Found, A::Error> {
+        Err(de::Error::custom("expected a JSON object, found array"))
+    }
+    fn visit_str<E: de::Error>(self, _v: &str) -> Result<Found, E> {
+        Err(E::custom("expected a JSON object, found string"))
+    }
+    fn visit_bool<E: de::Error>(self, _v: bool) -> Result<Found, E> {
+        Err(E::custom("expected a JSON object, found boolean"))
+    }
+    fn visit_i64<E: de::Error>(self, _v: i64) -> Result<Found, E> {
+        Err(E::custom("expected a JSON object, found integer"))
+    }
+    fn visit_u64<E: de::Error>(self, _v: u64) -> Result<Found, E> {
+        Err(E::custom("expected a JSON object, found integer"))
+    }
+    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Found, E> {
+        Err(E::custom("expected a JSON object, found float"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Found, E> {
+        Err(E::custom("expected a JSON object, found null"))
+    }
+}
+
+enum Key {
+    Host,
+    Timestamp,
+    Other,
+}
+
+/// Classifies a key without allocating.
+struct KeyKind;
+
+impl<'de> DeserializeSeed<'de> for KeyKind {
+    type Value = Key;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Key, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyKind {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+        Ok(match v {
+            HOST => Key::Host,
+            TIMESTAMP => Key::Timestamp,
+            _ => Key::Other,
+        })
+    }
+}
+
+/// A `timestamp` value: its time when it is an RFC 3339 string, otherwise skipped.
+struct TimestampValue;
+
+impl<'de> DeserializeSeed<'de> for TimestampValue {
+    type Value = Option<DateTime<Utc>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TimestampValue {
+    type Value = Option<DateTime<Utc>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(parse_rfc3339(v.as_bytes()))
+    }
+    fn visit_bool<E>(self, _v: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _v: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _v: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _v: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn line(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn scan_notes_host_and_timestamp() {
+        let scanned = RawJsonObject::scan(line(
+            r#"{"timestamp":"2026-11-25T10:00:00+01:00","host":"h","n":{"a":[1]}}"#,
+        ))
+        .unwrap();
+        assert!(scanned.has_host && scanned.has_timestamp);
+        assert_eq!(
+            scanned.object.timestamp().map(|t| t.to_rfc3339()),
+            Some("2026-11-25T09:00:00+00:00".to_owned())
+        );
+        let scanned = RawJsonObject::scan(line(r#"{"timestamp":"yesterday"}"#)).unwrap();
+        assert!(scanned.has_timestamp && !scanned.has_host);
+        assert_eq!(scanned.object.timestamp(), None);
+    }
+
+    #[test]
+    fn scan_refuses_what_the_parser_refuses() {
+        for bad in [
+            "[1]",
+            "12",
+            "\"s\"",
+            "null",
+            "{\"a\":1} x",
+            "{\"a\":",
+            "not json",
+            "",
+            "{\"a\":01}",
+        ] {
+            assert!(RawJsonObject::scan(line(bad)).is_err(), "{bad}");
+            assert!(parse_json_object(&line(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expand_converts_the_timestamp_and_appends() {
+        let mut object = RawJsonObject::scan(line(r#"{"timestamp":"2026-11-25T10:00:00Z","m":"x"}"#))
+            .unwrap()
+            .object;
+        object.append("host", Value::from("me"));
+        let fields = object.expand();
+        let names: Vec<_> = fields.iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["timestamp", "m", "host"]);
+        assert!(matches!(fields.get("timestamp"), Some(Value::Timestamp(_))));
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z\"\\\\é\\n]{0,6}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(serde_json::Value::Array),
+                proptest::collection::vec(("[a-z]{1,3}|host|timestamp", inner), 0..3)
+                    .prop_map(|pairs| serde_json::Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The scan accepts exactly what the full parser accepts, and finds the same host
+        /// and timestamp.
+        #[test]
+        fn scan_agrees_with_the_parser(value in json_value(), ts in proptest::option::of(0i64..4_000_000_000)) {
+            let mut value = value;
+            if let (Some(ts), serde_json::Value::Object(map)) = (ts, &mut value) {
+                let t = DateTime::from_timestamp(ts, 0).unwrap();
+                map.insert("timestamp".into(), t.to_rfc3339().into());
+            }
+            let text = serde_json::to_string(&value).unwrap();
+            let parsed = parse_json_object(&line(&text));
+            match RawJsonObject::scan(line(&text)) {
+                Ok(scanned) => {
+                    let fields = parsed.unwrap();
+                    prop_assert_eq!(scanned.has_host, fields.contains(HOST));
+                    prop_assert_eq!(scanned.has_timestamp, fields.contains(TIMESTAMP));
+                    let expected = match fields.get(TIMESTAMP) {
+                        Some(Value::Bytes(b)) => parse_rfc3339(b),
+                        _ => None,
+                    };
+                    prop_assert_eq!(scanned.object.timestamp(), expected);
+                }
+                Err(_) => prop_assert!(parsed.is_err()),
+            }
+        }
+    }
+}
