@@ -98,6 +98,10 @@ impl KafkaSink {
     }
 
     async fn produce_batch(&self, batch: Vec<LogEvent>, buf: &mut Vec<u8>) {
+        self.topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .next_batch();
         for mut event in batch {
             let mut finalizer = DeliveryHandle(event.take_finalizer());
             let parts = match self.records.build(&event, buf) {
@@ -118,7 +122,7 @@ impl KafkaSink {
             // Counted before `send`: the delivery report may arrive before `send` returns.
             // A record stays counted until it is delivered or rejected, retries included.
             SinkMetrics::add(&self.metrics.in_flight, 1);
-            if let Err((error, mut finalizer)) = self.produce(outgoing, finalizer).await {
+            if let Err((error, mut finalizer)) = self.produce(outgoing, finalizer, true).await {
                 SinkMetrics::sub(&self.metrics.in_flight, 1);
                 self.shared.reject(&mut finalizer.0, &parts.topic, &error);
             }
@@ -146,7 +150,9 @@ impl KafkaSink {
                 headers,
                 timestamp,
             };
-            if let Err((error, mut finalizer)) = self.produce(outgoing, finalizer).await {
+            // Sent again through librdkafka's partitioner, which skips partitions without a
+            // leader.
+            if let Err((error, mut finalizer)) = self.produce(outgoing, finalizer, false).await {
                 SinkMetrics::sub(&self.metrics.in_flight, 1);
                 self.shared.reject(&mut finalizer.0, &topic, &error);
             }
@@ -165,6 +171,7 @@ impl KafkaSink {
         &self,
         outgoing: OutgoingRecord<'_>,
         finalizer: DeliveryHandle,
+        spread: bool,
     ) -> Result<(), (KafkaError, DeliveryHandle)> {
         let mut finalizer = finalizer;
         let mut headers = outgoing.headers;
@@ -180,7 +187,7 @@ impl KafkaSink {
                 .topics
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .send(record, finalizer);
+                .send(record, finalizer, spread);
             let NotQueued {
                 error,
                 finalizer: returned,
