@@ -187,6 +187,8 @@ pub(crate) fn open(
         bytes_per_event: 256,
         io: IoThread::spawn("ferry-disk-write").map_err(thread_error)?,
         record_buffer: Vec::new(),
+        sync_io: Arc::new(IoThread::spawn("ferry-disk-sync").map_err(thread_error)?),
+        sync_task: None,
     };
     tokio::spawn(writer.run(in_rx));
     let read_io = IoThread::spawn("ferry-disk-read").map_err(thread_error)?;
@@ -211,6 +213,11 @@ struct WriterTask {
     io: IoThread,
     /// The last record's buffer, back from the write thread for the next record.
     record_buffer: Vec<u8>,
+    /// fsyncs run on their own thread while writing goes on: waiting for them stalled the
+    /// writer (and so the sources) for the length of every flush.
+    sync_io: Arc<IoThread>,
+    /// The group commit in progress, if any (one at a time).
+    sync_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl WriterTask {
@@ -220,8 +227,12 @@ impl WriterTask {
             tokio::select! {
                 biased;
                 () = tokio::time::sleep_until(sync_at.unwrap_or_else(Instant::now)), if sync_at.is_some() => {
-                    self.sync().await;
-                    sync_at = None;
+                    sync_at = if self.start_sync() {
+                        None
+                    } else {
+                        // The previous group commit is still running: look again shortly.
+                        Some(Instant::now() + Duration::from_millis(5))
+                    };
                 }
                 batch = input.recv() => match batch {
                     Some(events) => {
@@ -337,29 +348,54 @@ impl WriterTask {
     }
 
     /// Group commit: fsync, then tell the sources of everything written since the last one.
-    async fn sync(&mut self) {
+    /// Starts a group commit of everything written so far, unless one is running; returns
+    /// false if one was (nothing started).
+    fn start_sync(&mut self) -> bool {
+        if self.sync_task.as_ref().is_some_and(|task| !task.is_finished()) {
+            return false;
+        }
         if self.pending.is_empty() {
-            return;
+            return true;
         }
+        // Every one of these records was appended (its write returned) before the fsync starts.
+        let finalizers = std::mem::take(&mut self.pending);
         let shared = self.shared.clone();
-        let totals = shared.totals();
-        let synced = self.io.run(move || shared.store.sync(totals)).await;
-        let status = match synced {
-            Some(Ok(())) => DeliveryStatus::Delivered,
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "disk buffer fsync failed; its latest events are reported as not delivered");
-                DeliveryStatus::Errored
-            }
-            None => {
-                tracing::error!(
-                    "the disk buffer's write thread stopped; its latest events are reported as not delivered"
-                );
-                DeliveryStatus::Errored
-            }
-        };
-        for mut finalizer in self.pending.drain(..) {
-            finalizer.settle(status);
+        let io = self.sync_io.clone();
+        self.sync_task = Some(tokio::spawn(commit(shared, io, finalizers)));
+        true
+    }
+
+    /// A group commit of everything written so far, waited for.
+    async fn sync(&mut self) {
+        if let Some(running) = self.sync_task.take() {
+            let _ = running.await;
         }
+        self.start_sync();
+        if let Some(running) = self.sync_task.take() {
+            let _ = running.await;
+        }
+    }
+}
+
+/// fsyncs the buffer, then tells the sources of `finalizers` whether their events are safe.
+async fn commit(shared: Arc<Shared>, io: Arc<IoThread>, finalizers: Vec<EventFinalizer>) {
+    let totals = shared.totals();
+    let synced = io.run(move || shared.store.sync(totals)).await;
+    let status = match synced {
+        Some(Ok(())) => DeliveryStatus::Delivered,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "disk buffer fsync failed; its latest events are reported as not delivered");
+            DeliveryStatus::Errored
+        }
+        None => {
+            tracing::error!(
+                "the disk buffer's sync thread stopped; its latest events are reported as not delivered"
+            );
+            DeliveryStatus::Errored
+        }
+    };
+    for mut finalizer in finalizers {
+        finalizer.settle(status);
     }
 }
 
