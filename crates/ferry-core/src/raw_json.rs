@@ -19,6 +19,8 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use crate::event::{HOST, TIMESTAMP};
 use crate::fields::Fields;
 use crate::json_object::parse_json_object;
+use crate::json_scan::quick_scan;
+pub use crate::rfc3339::parse_rfc3339;
 use crate::value::Value;
 
 /// One JSON object line plus the fields a decoder added after its own.
@@ -44,6 +46,24 @@ impl RawJsonObject {
     /// Checks that `line` is one JSON object (and nothing else) without building its fields.
     /// Errors are serde_json's, as [`parse_json_object`] would report them.
     pub fn scan(line: Bytes) -> Result<ScannedLine, serde_json::Error> {
+        if let Some(shape) = quick_scan(&line) {
+            let timestamp = shape.timestamp.and_then(parse_rfc3339);
+            return Ok(ScannedLine {
+                has_host: shape.has_host,
+                has_timestamp: shape.has_timestamp,
+                object: RawJsonObject {
+                    line,
+                    appended: Fields::new(),
+                    timestamp,
+                },
+            });
+        }
+        Self::scan_with_serde(line)
+    }
+
+    /// The full check through serde_json: decides every line the quick scan leaves, and words
+    /// the errors.
+    fn scan_with_serde(line: Bytes) -> Result<ScannedLine, serde_json::Error> {
         let Ok(text) = std::str::from_utf8(&line) else {
             // Rare: let the full parser say where the line breaks (or accept it, if the
             // invalid bytes sit where serde_json does not look).
@@ -137,14 +157,6 @@ fn scanned_from_fields(line: Bytes, fields: &Fields) -> ScannedLine {
         has_host: fields.contains(HOST),
         has_timestamp: fields.contains(TIMESTAMP),
     }
-}
-
-/// An RFC 3339 string as a UTC time (the JSON decoder's rule for `timestamp`).
-pub fn parse_rfc3339(text: &[u8]) -> Option<DateTime<Utc>> {
-    let text = std::str::from_utf8(text).ok()?;
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 #[derive(Default)]
@@ -360,7 +372,70 @@ mod tests {
         })
     }
 
+    /// A top-level object whose values are [`json_value`]s.
+    fn json_object() -> impl Strategy<Value = serde_json::Value> {
+        proptest::collection::vec(("[a-z]{1,3}|host|timestamp", json_value()), 0..5)
+            .prop_map(|pairs| serde_json::Value::Object(pairs.into_iter().collect()))
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// The quick scan never accepts a line serde_json refuses and finds the same host and
+        /// timestamp; an undamaged line whose `timestamp` is a plain string it decides itself.
+        #[test]
+        fn quick_scan_is_sound(
+            value in json_object(),
+            ts in proptest::option::of(0i64..4_000_000_000),
+            pretty in any::<bool>(),
+            damage in proptest::option::of((any::<proptest::sample::Index>(), prop_oneof![
+                proptest::sample::select(b"\"\\,:{}[]0.e-xu \n\x1f\xff".to_vec()),
+                any::<u8>(),
+            ])),
+            cut in proptest::option::of(any::<proptest::sample::Index>()),
+        ) {
+            let mut value = value;
+            if let (Some(ts), serde_json::Value::Object(map)) = (ts, &mut value) {
+                let t = DateTime::from_timestamp(ts, 0).unwrap();
+                map.insert("timestamp".into(), t.to_rfc3339().into());
+            }
+            let text = if pretty {
+                serde_json::to_string_pretty(&value).unwrap()
+            } else {
+                serde_json::to_string(&value).unwrap()
+            };
+            let mut bytes = text.into_bytes();
+            if let Some((at, byte)) = damage {
+                let at = at.index(bytes.len());
+                bytes[at] = byte;
+            }
+            if let Some(at) = cut {
+                bytes.truncate(at.index(bytes.len()));
+            }
+            let by_serde = RawJsonObject::scan_with_serde(Bytes::from(bytes.clone()));
+            match quick_scan(&bytes) {
+                Some(shape) => {
+                    prop_assert!(by_serde.is_ok(), "quick scan accepted {:?}", String::from_utf8_lossy(&bytes));
+                    let by_serde = by_serde.unwrap();
+                    prop_assert_eq!(shape.has_host, by_serde.has_host);
+                    prop_assert_eq!(shape.has_timestamp, by_serde.has_timestamp);
+                    prop_assert_eq!(shape.timestamp.and_then(parse_rfc3339), by_serde.object.timestamp());
+                }
+                None => {
+                    let plain_timestamp = match &value {
+                        serde_json::Value::Object(map) => map.get(TIMESTAMP).is_none_or(|t| {
+                            t.as_str().is_some_and(|s| !s.contains(['"', '\\', '\n']))
+                        }),
+                        _ => false,
+                    };
+                    prop_assert!(
+                        damage.is_some() || cut.is_some() || !plain_timestamp,
+                        "quick scan gave up on {:?}", String::from_utf8_lossy(&bytes)
+                    );
+                }
+            }
+        }
+
         /// The scan accepts exactly what the full parser accepts, and finds the same host
         /// and timestamp.
         #[test]

@@ -1,0 +1,422 @@
+//! The quick check of a JSON object line: a plain byte loop for the lines logs are made of.
+//!
+//! [`RawJsonObject::scan`] must tell whether a line is exactly one JSON object and note its
+//! top-level `host` and `timestamp`. Through serde_json's deserializer (a visitor that skips
+//! every value) that was about 60% of the stdin thread of a json → json pipeline (`perf`, 1 M
+//! lines), most of it in the generic peek/visit machinery rather than in looking at bytes.
+//! [`quick_scan`] does the same check with one cursor over the line, strings scanned eight
+//! bytes at a time, and a UTF-8 check only for lines that have non-ASCII bytes.
+//!
+//! It may give up: an error of any kind, an escaped top-level key, a `timestamp` that is not an
+//! escape-free string, or nesting deeper than [`MAX_DEPTH`] return `None`, and the caller asks
+//! serde_json, which decides and words the error. So the only promise is soundness: when this
+//! says yes, serde_json's scan says yes and finds the same things (property-tested, including
+//! on randomly damaged lines). The grammar follows serde_json's *skipping* of values, which
+//! checks syntax only: a number's range and a `\u` escape's pairing are not looked at.
+//!
+//! [`RawJsonObject::scan`]: crate::RawJsonObject::scan
+
+use crate::event::{HOST, TIMESTAMP};
+
+/// Deeper nesting goes to serde_json (its own limit is 128 levels).
+pub(crate) const MAX_DEPTH: u32 = 64;
+
+/// What the quick scan found in a valid line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct LineShape<'a> {
+    pub(crate) has_host: bool,
+    pub(crate) has_timestamp: bool,
+    /// The text of the last top-level `timestamp` (always a string without escapes: any other
+    /// `timestamp` makes the scan give up).
+    pub(crate) timestamp: Option<&'a [u8]>,
+}
+
+/// Checks that `line` is one JSON object and nothing else; `None` when it is not, or when this
+/// scan leaves the answer to serde_json.
+pub(crate) fn quick_scan(line: &[u8]) -> Option<LineShape<'_>> {
+    let mut cursor = Cursor {
+        bytes: line,
+        pos: 0,
+        non_ascii: false,
+    };
+    cursor.skip_whitespace();
+    cursor.expect(b'{')?;
+    cursor.skip_whitespace();
+    let mut shape = LineShape::default();
+    if cursor.peek()? == b'}' {
+        cursor.pos += 1;
+    } else {
+        loop {
+            cursor.expect(b'"')?;
+            let key_start = cursor.pos;
+            if cursor.string()? == Escapes::Some {
+                // serde_json unescapes top-level keys (and checks `\u` pairs): its call.
+                return None;
+            }
+            let key = line.get(key_start..cursor.pos - 1)?;
+            cursor.skip_whitespace();
+            cursor.expect(b':')?;
+            cursor.skip_whitespace();
+            if key == TIMESTAMP.as_bytes() {
+                // serde_json reads this value as a whole (numbers by value): only the common
+                // case is decided here.
+                cursor.expect(b'"')?;
+                let start = cursor.pos;
+                if cursor.string()? == Escapes::Some {
+                    return None;
+                }
+                shape.has_timestamp = true;
+                shape.timestamp = Some(line.get(start..cursor.pos - 1)?);
+            } else {
+                shape.has_host |= key == HOST.as_bytes();
+                cursor.value(1)?;
+            }
+            cursor.skip_whitespace();
+            match cursor.peek()? {
+                b',' => {
+                    cursor.pos += 1;
+                    cursor.skip_whitespace();
+                }
+                b'}' => {
+                    cursor.pos += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    cursor.skip_whitespace();
+    if cursor.pos != line.len() {
+        return None;
+    }
+    if cursor.non_ascii && std::str::from_utf8(line).is_err() {
+        return None;
+    }
+    Some(shape)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Escapes {
+    None,
+    Some,
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    /// A byte ≥ 0x80 was seen inside a string: the line needs a UTF-8 check.
+    non_ascii: bool,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `word` that is `"`, `\`, a control character or non-ASCII.
+/// Bytes above the lowest flagged one may be flagged wrongly (borrows carry upwards): only the
+/// lowest is meant.
+#[inline]
+fn string_stoppers(word: u64) -> u64 {
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let is_quote = quote.wrapping_sub(ONES) & !quote;
+    let is_backslash = backslash.wrapping_sub(ONES) & !backslash;
+    let is_control = word.wrapping_sub(ONES * 0x20) & !word;
+    (is_quote | is_backslash | is_control | word) & HIGH_BITS
+}
+
+#[inline]
+fn is_string_stopper(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || !(0x20..0x80).contains(&byte)
+}
+
+impl Cursor<'_> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.pos += 1)
+    }
+
+    #[inline]
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// Moves to the next byte a string cannot simply contain and returns it.
+    #[inline]
+    fn next_string_stopper(&mut self) -> Option<u8> {
+        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().ok()?);
+            let stoppers = string_stoppers(word);
+            if stoppers != 0 {
+                self.pos += (stoppers.trailing_zeros() / 8) as usize;
+                return self.peek();
+            }
+            self.pos += 8;
+        }
+        while let Some(byte) = self.peek() {
+            if is_string_stopper(byte) {
+                return Some(byte);
+            }
+            self.pos += 1;
+        }
+        None
+    }
+
+    /// Moves past the rest of a string whose opening quote has been read.
+    #[inline(always)]
+    fn string(&mut self) -> Option<Escapes> {
+        // Most strings end at the first byte that stops the scan.
+        if self.next_string_stopper()? == b'"' {
+            self.pos += 1;
+            return Some(Escapes::None);
+        }
+        self.string_with_escapes()
+    }
+
+    /// The rest of a string that has an escape, a non-ASCII byte or an error at the cursor.
+    #[inline(never)]
+    fn string_with_escapes(&mut self) -> Option<Escapes> {
+        let mut escapes = Escapes::None;
+        loop {
+            match self.next_string_stopper()? {
+                b'"' => {
+                    self.pos += 1;
+                    return Some(escapes);
+                }
+                b'\\' => {
+                    escapes = Escapes::Some;
+                    self.pos += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 1,
+                        b'u' => {
+                            let hex = self.bytes.get(self.pos + 1..self.pos + 5)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            self.pos += 5;
+                        }
+                        _ => return None,
+                    }
+                }
+                0x80.. => {
+                    self.non_ascii = true;
+                    self.pos += 1;
+                }
+                // A control character: not allowed unescaped.
+                _ => return None,
+            }
+        }
+    }
+
+    /// Moves past one value starting at the cursor, `depth` containers deep.
+    fn value(&mut self, depth: u32) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.pos += 1;
+                self.string()?;
+            }
+            b'{' => self.object(depth + 1)?,
+            b'[' => self.array(depth + 1)?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            b'-' | b'0'..=b'9' => self.number()?,
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn object(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.expect(b'"')?;
+            self.string()?;
+            self.skip_whitespace();
+            self.expect(b':')?;
+            self.skip_whitespace();
+            self.value(depth)?;
+            self.skip_whitespace();
+            match self.peek()? {
+                b',' => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                }
+                b'}' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.value(depth)?;
+            self.skip_whitespace();
+            match self.peek()? {
+                b',' => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                }
+                b']' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.pos + word.len();
+        (self.bytes.get(self.pos..end)? == word).then(|| self.pos = end)
+    }
+
+    /// Skips digits and says how many there were.
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// JSON's number syntax: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek()? {
+            b'0' => {
+                self.pos += 1;
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(line: &str) -> Option<LineShape<'_>> {
+        quick_scan(line.as_bytes())
+    }
+
+    #[test]
+    fn finds_host_and_the_last_timestamp() {
+        let found = shape(r#" {"timestamp":"a", "host" : 1, "timestamp":"2026-11-25T10:00:00Z"} "#).unwrap();
+        assert!(found.has_host && found.has_timestamp);
+        assert_eq!(found.timestamp, Some(&b"2026-11-25T10:00:00Z"[..]));
+        let found = shape(r#"{"a":{"host":1,"timestamp":2},"b":[]}"#).unwrap();
+        assert_eq!(found, LineShape::default());
+    }
+
+    #[test]
+    fn accepts_the_values_json_has() {
+        for line in [
+            "{}",
+            r#"{"a":[1,-0,0.5,-1.25e+10,2E-3,true,false,null,"x",{},[]]}"#,
+            r#"{"s":"tab\t quote\" slash\/ \\ \u00e9 \uD800 é ü 日本"}"#,
+            "{\"long\":\"a string of more than eight bytes, crossing words\"}\r",
+        ] {
+            assert!(shape(line).is_some(), "{line}");
+            assert!(
+                serde_json::from_str::<serde::de::IgnoredAny>(line).is_ok(),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn gives_up_on_what_is_not_json_or_not_common() {
+        for line in [
+            "",
+            "[]",
+            "{",
+            r#"{"a":1,}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"x\q"}"#,
+            r#"{"a":"x\u12G4"}"#,
+            "{\"a\":\"raw\ttab\"}",
+            r#"{"a":1} {}"#,
+            r#"{"ho\u0073t":1}"#,
+            r#"{"timestamp":1}"#,
+            r#"{"timestamp":"2026\u002d11"}"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+        ] {
+            assert_eq!(shape(line), None, "{line}");
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(70), "]".repeat(70));
+        assert_eq!(shape(&deep), None);
+        assert_eq!(quick_scan(b"{\"a\":\"\xff\"}"), None);
+    }
+
+    #[test]
+    fn string_stoppers_finds_the_first_special_byte() {
+        for (text, at) in [
+            (&b"abcdefgh"[..], None),
+            (b"abc\"efgh", Some(3)),
+            (b"\\bcdefgh", Some(0)),
+            (b"abcdefg\x1f", Some(7)),
+            (b"abcd\xc3\xa9gh", Some(4)),
+            (b"ab\x00\"efgh", Some(2)),
+        ] {
+            let word = u64::from_le_bytes(text.try_into().unwrap());
+            let found = string_stoppers(word);
+            let position = (found != 0).then(|| found.trailing_zeros() / 8);
+            assert_eq!(position, at, "{:?}", String::from_utf8_lossy(text));
+        }
+    }
+}
