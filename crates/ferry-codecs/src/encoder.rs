@@ -28,16 +28,24 @@ impl Encoder {
         self.codec
     }
 
-    /// For the `text` codec, the payload as a slice of the event itself, so a sink can pass it
-    /// on without copying; `None` when the payload must be built with [`Encoder::encode`].
+    /// The payload as a slice of the event itself, when it is one, so a sink can pass it on
+    /// without copying: the `message` for the `text` codec, the line for a JSON line nothing
+    /// was added to. `None` when the payload must be built with [`Encoder::encode`].
     pub fn borrowed_payload<'a>(&self, event: &'a LogEvent) -> Option<&'a [u8]> {
-        if self.codec != EncodingCodec::Text || !matches!(self.filter, FieldFilter::All) {
-            return None;
-        }
-        match event.fields().get(MESSAGE) {
-            Some(Value::Bytes(b)) => Some(b),
-            None | Some(Value::Null) => Some(&[]),
-            Some(_) => None,
+        match self.codec {
+            EncodingCodec::Text if matches!(self.filter, FieldFilter::All) => {
+                match event.fields().get(MESSAGE) {
+                    Some(Value::Bytes(b)) => Some(b),
+                    None | Some(Value::Null) => Some(&[]),
+                    Some(_) => None,
+                }
+            }
+            // What `write_raw_json` would write: the line, trimmed.
+            EncodingCodec::Json => self
+                .passthrough(event)
+                .filter(|object| object.appended().is_empty())
+                .map(|object| object.line().trim_ascii()),
+            _ => None,
         }
     }
 

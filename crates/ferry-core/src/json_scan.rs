@@ -18,6 +18,8 @@
 
 use crate::event::{HOST, TIMESTAMP};
 
+mod stoppers;
+
 /// Deeper nesting goes to serde_json (its own limit is 128 levels).
 pub(crate) const MAX_DEPTH: u32 = 64;
 
@@ -34,11 +36,7 @@ pub(crate) struct LineShape<'a> {
 /// Checks that `line` is one JSON object and nothing else; `None` when it is not, or when this
 /// scan leaves the answer to serde_json.
 pub(crate) fn quick_scan(line: &[u8]) -> Option<LineShape<'_>> {
-    let mut cursor = Cursor {
-        bytes: line,
-        pos: 0,
-        non_ascii: false,
-    };
+    let mut cursor = Cursor::new(line);
     cursor.skip_whitespace();
     cursor.expect(b'{')?;
     cursor.skip_whitespace();
@@ -104,32 +102,25 @@ enum Escapes {
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Where the classified window starts; its bits are in `window`.
+    window_start: usize,
+    /// Bit `i`: byte `window_start + i` is a [`stoppers::is_stopper`] (set past the end).
+    window: u64,
     /// A byte ≥ 0x80 was seen inside a string: the line needs a UTF-8 check.
     non_ascii: bool,
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            pos: 0,
+            window_start: 0,
+            window: stoppers::stoppers(bytes),
+            non_ascii: false,
+        }
+    }
 
-/// The high bit of each byte of `word` that is `"`, `\`, a control character or non-ASCII.
-/// Bytes above the lowest flagged one may be flagged wrongly (borrows carry upwards): only the
-/// lowest is meant.
-#[inline]
-fn string_stoppers(word: u64) -> u64 {
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let is_quote = quote.wrapping_sub(ONES) & !quote;
-    let is_backslash = backslash.wrapping_sub(ONES) & !backslash;
-    let is_control = word.wrapping_sub(ONES * 0x20) & !word;
-    (is_quote | is_backslash | is_control | word) & HIGH_BITS
-}
-
-#[inline]
-fn is_string_stopper(byte: u8) -> bool {
-    byte == b'"' || byte == b'\\' || !(0x20..0x80).contains(&byte)
-}
-
-impl Cursor<'_> {
     #[inline]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
@@ -147,25 +138,24 @@ impl Cursor<'_> {
         }
     }
 
-    /// Moves to the next byte a string cannot simply contain and returns it.
-    #[inline]
+    /// Moves to the next byte a string cannot simply contain and returns it (`None` at the
+    /// end of the line).
+    #[inline(always)]
     fn next_string_stopper(&mut self) -> Option<u8> {
-        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().ok()?);
-            let stoppers = string_stoppers(word);
-            if stoppers != 0 {
-                self.pos += (stoppers.trailing_zeros() / 8) as usize;
-                return self.peek();
+        loop {
+            let offset = self.pos.wrapping_sub(self.window_start);
+            if offset < stoppers::WINDOW {
+                let ahead = self.window >> offset;
+                if ahead != 0 {
+                    self.pos += ahead.trailing_zeros() as usize;
+                    return self.peek();
+                }
+                self.pos = self.window_start + stoppers::WINDOW;
             }
-            self.pos += 8;
+            let rest = self.bytes.get(self.pos..).filter(|rest| !rest.is_empty())?;
+            self.window_start = self.pos;
+            self.window = stoppers::stoppers(rest);
         }
-        while let Some(byte) = self.peek() {
-            if is_string_stopper(byte) {
-                return Some(byte);
-            }
-            self.pos += 1;
-        }
-        None
     }
 
     /// Moves past the rest of a string whose opening quote has been read.
@@ -401,22 +391,5 @@ mod tests {
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(70), "]".repeat(70));
         assert_eq!(shape(&deep), None);
         assert_eq!(quick_scan(b"{\"a\":\"\xff\"}"), None);
-    }
-
-    #[test]
-    fn string_stoppers_finds_the_first_special_byte() {
-        for (text, at) in [
-            (&b"abcdefgh"[..], None),
-            (b"abc\"efgh", Some(3)),
-            (b"\\bcdefgh", Some(0)),
-            (b"abcdefg\x1f", Some(7)),
-            (b"abcd\xc3\xa9gh", Some(4)),
-            (b"ab\x00\"efgh", Some(2)),
-        ] {
-            let word = u64::from_le_bytes(text.try_into().unwrap());
-            let found = string_stoppers(word);
-            let position = (found != 0).then(|| found.trailing_zeros() / 8);
-            assert_eq!(position, at, "{:?}", String::from_utf8_lossy(text));
-        }
     }
 }

@@ -6,7 +6,7 @@
 //! by digit and leaves every other spelling to chrono, so what is accepted, and the time it
 //! means, stay chrono's (property-tested against it).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 
 /// An RFC 3339 string as a UTC time, or `None` if it is not one.
 pub fn parse_rfc3339(text: &[u8]) -> Option<DateTime<Utc>> {
@@ -26,99 +26,55 @@ fn parse_with_chrono(text: &[u8]) -> Option<DateTime<Utc>> {
 /// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)` with an upper-case `T` and no leap second; `None`
 /// for anything else, including what chrono would accept.
 fn parse_common(text: &[u8]) -> Option<DateTime<Utc>> {
-    let (date_time, rest) = text.split_at_checked(19)?;
-    let &[
-        y0,
-        y1,
-        y2,
-        y3,
-        b'-',
-        m0,
-        m1,
-        b'-',
-        d0,
-        d1,
-        b'T',
-        h0,
-        h1,
-        b':',
-        i0,
-        i1,
-        b':',
-        s0,
-        s1,
-    ] = date_time
-    else {
-        return None;
-    };
-    let year = i64::from(digits(&[y0, y1, y2, y3])?);
-    let month = digits(&[m0, m1])?;
-    let day = digits(&[d0, d1])?;
-    let hour = digits(&[h0, h1])?;
-    let minute = digits(&[i0, i1])?;
-    let second = digits(&[s0, s1])?;
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+    let (head, rest) = text.split_first_chunk::<19>()?;
+    if head[4] != b'-' || head[7] != b'-' || head[10] != b'T' || head[13] != b':' || head[16] != b':' {
         return None;
     }
-    if hour > 23 || minute > 59 || second > 59 {
+    let d = head.map(|b| b.wrapping_sub(b'0'));
+    let largest = [
+        d[0], d[1], d[2], d[3], d[5], d[6], d[8], d[9], d[11], d[12], d[14], d[15], d[17], d[18],
+    ]
+    .into_iter()
+    .fold(0, u8::max);
+    if largest > 9 {
         return None;
     }
-
+    let pair = |i: usize| u32::from(d[i]) * 10 + u32::from(d[i + 1]);
+    let year = pair(0) * 100 + pair(2);
     let (nanos, zone) = match rest.split_first() {
         Some((b'.', after_dot)) => {
             let count = after_dot.iter().take_while(|b| b.is_ascii_digit()).count();
-            if count == 0 || count > 9 {
-                return None;
-            }
             let (fraction, zone) = after_dot.split_at(count);
-            let scale = 10u32.pow(9 - u32::try_from(count).ok()?);
-            (digits(fraction)? * scale, zone)
+            let scale = match count {
+                1..=9 => 10u32.pow(9 - u32::try_from(count).ok()?),
+                _ => return None,
+            };
+            let value = fraction.iter().fold(0u32, |n, &b| n * 10 + u32::from(b - b'0'));
+            (value * scale, zone)
         }
         _ => (0, rest),
     };
-    let offset_seconds = match zone {
-        b"Z" => 0,
-        &[sign @ (b'+' | b'-'), oh0, oh1, b':', om0, om1] => {
-            let hours = digits(&[oh0, oh1])?;
-            let minutes = digits(&[om0, om1])?;
+    // Range checks (month, day of month, hour < 24, minute and second < 60) are chrono's.
+    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, pair(5), pair(8))?;
+    let time = NaiveTime::from_hms_nano_opt(pair(11), pair(14), pair(17), nanos)?;
+    let local = date.and_time(time).and_utc();
+    match zone {
+        b"Z" => Some(local),
+        &[sign @ (b'+' | b'-'), h0, h1, b':', m0, m1] => {
+            let [h0, h1, m0, m1] = [h0, h1, m0, m1].map(|b| u32::from(b.wrapping_sub(b'0')));
+            if h0 > 9 || h1 > 9 || m0 > 9 || m1 > 9 {
+                return None;
+            }
+            let (hours, minutes) = (h0 * 10 + h1, m0 * 10 + m1);
             if hours > 23 || minutes > 59 {
                 return None;
             }
             let seconds = i64::from(hours * 3600 + minutes * 60);
-            if sign == b'-' { -seconds } else { seconds }
+            let east = if sign == b'-' { -seconds } else { seconds };
+            local.checked_sub_signed(TimeDelta::seconds(east))
         }
-        _ => return None,
-    };
-
-    let local = days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    DateTime::from_timestamp(local - offset_seconds, nanos)
-}
-
-/// The number written by `ascii` in decimal, if it is only digits (at most 9 of them).
-fn digits(ascii: &[u8]) -> Option<u32> {
-    ascii.iter().try_fold(0u32, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
-    })
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+        _ => None,
     }
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = i64::from((month + 9) % 12);
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]

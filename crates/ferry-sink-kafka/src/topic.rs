@@ -54,6 +54,7 @@ const METADATA_TIMEOUT: Duration = Duration::from_millis(500);
 const UNASSIGNED: i32 = -1;
 
 struct TopicHandle {
+    name: Box<str>,
     ptr: NonNull<rdsys::rd_kafka_topic_t>,
     /// The topic's partition count, when the metadata said.
     partitions: Option<u32>,
@@ -91,7 +92,13 @@ fn partition_count(producer: &Producer, topic: &str) -> Option<u32> {
 /// The producer and a handle per topic it has produced to.
 pub(crate) struct TopicProducer {
     producer: Producer,
-    handles: HashMap<Box<str>, TopicHandle>,
+    handles: Vec<TopicHandle>,
+    /// Where each topic's handle is in `handles`.
+    by_name: HashMap<Box<str>, usize>,
+    /// The handle used last: consecutive records mostly share a topic, and comparing a name
+    /// is cheaper than hashing it (a SipHash lookup per record was ~1.3% of a json -> json
+    /// pipeline's instructions).
+    last: usize,
     /// Batches started: picks the partition of keyless records.
     batches: u64,
     next_refresh: Instant,
@@ -101,7 +108,9 @@ impl TopicProducer {
     pub(crate) fn new(producer: Producer) -> Self {
         Self {
             producer,
-            handles: HashMap::new(),
+            handles: Vec::new(),
+            by_name: HashMap::new(),
+            last: 0,
             batches: 0,
             next_refresh: Instant::now() + PARTITIONS_REFRESH,
         }
@@ -113,39 +122,44 @@ impl TopicProducer {
         let now = Instant::now();
         if now >= self.next_refresh {
             self.next_refresh = now + PARTITIONS_REFRESH;
-            for handle in self.handles.values_mut() {
+            for handle in &mut self.handles {
                 handle.stale = true;
             }
         }
     }
 
-    /// The handle of `topic` and the partition for a record of the current batch (one map
-    /// lookup: this runs for every record).
+    /// The handle of `topic`, its index, and the partition for a record of the current batch.
     fn handle(
         &mut self,
         topic: &str,
         spread: bool,
-    ) -> Result<(*mut rdsys::rd_kafka_topic_t, i32), KafkaError> {
-        loop {
-            if let Some(handle) = self.handles.get_mut(topic) {
-                if spread && handle.stale {
-                    handle.partitions = partition_count(&self.producer, topic);
-                    // Not asked again before the next refresh, even if it failed: each ask may
-                    // block the sink for up to METADATA_TIMEOUT.
-                    handle.stale = false;
-                }
-                let partition = match (spread, handle.partitions) {
-                    (true, Some(n)) => i32::try_from(self.batches % u64::from(n)).unwrap_or(UNASSIGNED),
-                    _ => UNASSIGNED,
-                };
-                return Ok((handle.ptr.as_ptr(), partition));
-            }
-            // Fresh handles are stale: a keyless record asks for the partition count above.
-            self.create_handle(topic)?;
+    ) -> Result<(*mut rdsys::rd_kafka_topic_t, usize, i32), KafkaError> {
+        let index = match self.handles.get(self.last) {
+            Some(handle) if *handle.name == *topic => self.last,
+            _ => match self.by_name.get(topic) {
+                Some(&index) => index,
+                None => self.create_handle(topic)?,
+            },
+        };
+        self.last = index;
+        // `last` and `by_name` only ever hold indexes of `handles`.
+        let handle = &mut self.handles[index];
+        if spread && handle.stale {
+            handle.partitions = partition_count(&self.producer, topic);
+            // Not asked again before the next refresh, even if it failed: each ask may block
+            // the sink for up to METADATA_TIMEOUT.
+            handle.stale = false;
         }
+        let partition = match (spread, handle.partitions) {
+            (true, Some(n)) => i32::try_from(self.batches % u64::from(n)).unwrap_or(UNASSIGNED),
+            _ => UNASSIGNED,
+        };
+        Ok((handle.ptr.as_ptr(), index, partition))
     }
 
-    fn create_handle(&mut self, topic: &str) -> Result<(), KafkaError> {
+    /// Makes the handle of `topic` (stale, so a keyless record first asks for the partition
+    /// count) and returns its index.
+    fn create_handle(&mut self, topic: &str) -> Result<usize, KafkaError> {
         let name = CString::new(topic).map_err(KafkaError::from)?;
         // SAFETY: a live client and a NUL-terminated name; no per-topic configuration.
         let raw = unsafe {
@@ -160,16 +174,16 @@ impl TopicProducer {
             let code = unsafe { rdsys::rd_kafka_last_error() };
             return Err(KafkaError::MessageProduction(RDKafkaErrorCode::from(code)));
         };
-        self.handles.insert(
-            topic.into(),
-            TopicHandle {
-                ptr,
-                partitions: None,
-                stale: true,
-                _producer: self.producer.clone(),
-            },
-        );
-        Ok(())
+        let index = self.handles.len();
+        self.handles.push(TopicHandle {
+            name: topic.into(),
+            ptr,
+            partitions: None,
+            stale: true,
+            _producer: self.producer.clone(),
+        });
+        self.by_name.insert(topic.into(), index);
+        Ok(index)
     }
 
     /// Queues one record in librdkafka (copying key and payload); its delivery report will
@@ -182,7 +196,7 @@ impl TopicProducer {
         finalizer: DeliveryHandle,
         spread: bool,
     ) -> Result<(), NotQueued> {
-        let (topic, mut partition) = match self.handle(record.topic, spread && record.key.is_none()) {
+        let (topic, index, mut partition) = match self.handle(record.topic, spread && record.key.is_none()) {
             Ok(found) => found,
             Err(error) => {
                 return Err(NotQueued {
@@ -239,7 +253,7 @@ impl TopicProducer {
                 && partition != UNASSIGNED
             {
                 partition = UNASSIGNED;
-                if let Some(handle) = self.handles.get_mut(record.topic) {
+                if let Some(handle) = self.handles.get_mut(index) {
                     handle.stale = true;
                 }
                 continue;

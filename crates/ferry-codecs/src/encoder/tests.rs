@@ -316,6 +316,23 @@ fn a_raw_json_event_is_copied_with_its_appended_fields() {
 }
 
 #[test]
+fn a_complete_json_line_is_its_own_payload() {
+    let encoder = Encoder::new(&json_config());
+    let (raw, _) = raw_and_plain(" {\"timestamp\":\"2026-11-25T10:00:00Z\",\"host\":\"h\",\"m\":1}\r");
+    let borrowed = encoder.borrowed_payload(&raw).map(<[u8]>::to_vec);
+    assert_eq!(borrowed, Some(encode(&json_config(), &raw).into_bytes()));
+    // Fields were appended: the payload has to be written.
+    let (raw, _) = raw_and_plain(r#"{"m":1}"#);
+    assert_eq!(encoder.borrowed_payload(&raw), None);
+    let filtered = Encoder::new(&EncodingConfig {
+        except_fields: Some(paths(&["m"])),
+        ..json_config()
+    });
+    let (raw, _) = raw_and_plain(r#"{"timestamp":"2026-11-25T10:00:00Z","host":"h","m":1}"#);
+    assert_eq!(filtered.borrowed_payload(&raw), None);
+}
+
+#[test]
 fn filters_or_other_timestamp_formats_encode_raw_events_from_their_fields() {
     let (raw, plain) = raw_and_plain(r#"{"timestamp":"2026-11-25T10:00:00+01:00","host":"h","x":{"y":1}}"#);
     for config in [
