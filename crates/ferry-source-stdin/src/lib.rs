@@ -21,3 +21,4 @@ mod lines;
 mod source;
 
 pub use config::StdinSourceConfig;
+pub use lines::LineSplitter;

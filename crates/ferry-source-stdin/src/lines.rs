@@ -2,15 +2,17 @@
 
 use bytes::{Bytes, BytesMut};
 
-/// Accumulates reads and hands out complete lines as slices of shared buffers.
+/// Accumulates reads and hands out complete lines as slices of shared buffers (public for the
+/// crate's micro-benchmark).
 #[derive(Debug)]
-pub(crate) struct LineSplitter {
+pub struct LineSplitter {
     pending: BytesMut,
     max_line_bytes: usize,
 }
 
 impl LineSplitter {
-    pub(crate) fn new(max_line_bytes: usize) -> Self {
+    /// A splitter that cuts lines longer than `max_line_bytes` into pieces.
+    pub fn new(max_line_bytes: usize) -> Self {
         Self {
             pending: BytesMut::new(),
             max_line_bytes,
@@ -18,14 +20,14 @@ impl LineSplitter {
     }
 
     /// The buffer to read into: at least `min_free` bytes of spare room after what is pending.
-    pub(crate) fn spare(&mut self, min_free: usize) -> &mut BytesMut {
+    pub fn spare(&mut self, min_free: usize) -> &mut BytesMut {
         self.pending.reserve(min_free);
         &mut self.pending
     }
 
     /// Takes every complete line out of the pending bytes. Returns how many lines were cut
     /// because they exceeded `max_line_bytes`.
-    pub(crate) fn drain_lines(&mut self, out: &mut Vec<Bytes>) -> usize {
+    pub fn drain_lines(&mut self, out: &mut Vec<Bytes>) -> usize {
         let mut oversized = 0;
         if let Some(last) = memchr::memrchr(b'\n', &self.pending) {
             let chunk = self.pending.split_to(last + 1).freeze();
@@ -40,7 +42,7 @@ impl LineSplitter {
     }
 
     /// At end of input: the last line, if it had no newline.
-    pub(crate) fn finish(&mut self) -> Option<Bytes> {
+    pub fn finish(&mut self) -> Option<Bytes> {
         if self.pending.is_empty() {
             return None;
         }
