@@ -37,28 +37,24 @@ pub(crate) struct LineShape<'a> {
 /// scan leaves the answer to serde_json.
 pub(crate) fn quick_scan(line: &[u8]) -> Option<LineShape<'_>> {
     let mut cursor = Cursor::new(line);
-    cursor.skip_whitespace();
-    cursor.expect(b'{')?;
-    cursor.skip_whitespace();
+    cursor.expect_token(b'{')?;
     let mut shape = LineShape::default();
-    if cursor.peek()? == b'}' {
+    if cursor.peek_token()? == b'}' {
         cursor.pos += 1;
     } else {
         loop {
-            cursor.expect(b'"')?;
+            cursor.expect_token(b'"')?;
             let key_start = cursor.pos;
             if cursor.string()? == Escapes::Some {
                 // serde_json unescapes top-level keys (and checks `\u` pairs): its call.
                 return None;
             }
             let key = line.get(key_start..cursor.pos - 1)?;
-            cursor.skip_whitespace();
-            cursor.expect(b':')?;
-            cursor.skip_whitespace();
+            cursor.expect_token(b':')?;
             if key == TIMESTAMP.as_bytes() {
                 // serde_json reads this value as a whole (numbers by value): only the common
                 // case is decided here.
-                cursor.expect(b'"')?;
+                cursor.expect_token(b'"')?;
                 let start = cursor.pos;
                 if cursor.string()? == Escapes::Some {
                     return None;
@@ -69,12 +65,8 @@ pub(crate) fn quick_scan(line: &[u8]) -> Option<LineShape<'_>> {
                 shape.has_host |= key == HOST.as_bytes();
                 cursor.value(1)?;
             }
-            cursor.skip_whitespace();
-            match cursor.peek()? {
-                b',' => {
-                    cursor.pos += 1;
-                    cursor.skip_whitespace();
-                }
+            match cursor.peek_token()? {
+                b',' => cursor.pos += 1,
                 b'}' => {
                     cursor.pos += 1;
                     break;
@@ -126,9 +118,23 @@ impl<'a> Cursor<'a> {
         self.bytes.get(self.pos).copied()
     }
 
-    #[inline]
-    fn expect(&mut self, byte: u8) -> Option<()> {
-        (self.peek()? == byte).then(|| self.pos += 1)
+    /// The byte at the cursor after any whitespace (not consumed). Compact JSON has no
+    /// whitespace between tokens: one look at one byte.
+    #[inline(always)]
+    fn peek_token(&mut self) -> Option<u8> {
+        match self.peek()? {
+            b' ' | b'\n' | b'\t' | b'\r' => {
+                self.skip_whitespace();
+                self.peek()
+            }
+            byte => Some(byte),
+        }
+    }
+
+    /// Moves past `byte` after any whitespace, if it is there.
+    #[inline(always)]
+    fn expect_token(&mut self, byte: u8) -> Option<()> {
+        (self.peek_token()? == byte).then(|| self.pos += 1)
     }
 
     #[inline]
@@ -205,21 +211,30 @@ impl<'a> Cursor<'a> {
     }
 
     /// Moves past one value starting at the cursor, `depth` containers deep.
+    #[inline(always)]
     fn value(&mut self, depth: u32) -> Option<()> {
-        match self.peek()? {
+        // Strings and numbers are most values: handled in line, the rest by a call.
+        match self.peek_token()? {
             b'"' => {
                 self.pos += 1;
                 self.string()?;
             }
-            b'{' => self.object(depth + 1)?,
-            b'[' => self.array(depth + 1)?,
-            b't' => self.literal(b"true")?,
-            b'f' => self.literal(b"false")?,
-            b'n' => self.literal(b"null")?,
             b'-' | b'0'..=b'9' => self.number()?,
-            _ => return None,
+            _ => self.container_or_literal(depth)?,
         }
         Some(())
+    }
+
+    #[inline(never)]
+    fn container_or_literal(&mut self, depth: u32) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(depth + 1),
+            b'[' => self.array(depth + 1),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => None,
+        }
     }
 
     fn object(&mut self, depth: u32) -> Option<()> {
@@ -227,24 +242,17 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.pos += 1;
-        self.skip_whitespace();
-        if self.peek()? == b'}' {
+        if self.peek_token()? == b'}' {
             self.pos += 1;
             return Some(());
         }
         loop {
-            self.expect(b'"')?;
+            self.expect_token(b'"')?;
             self.string()?;
-            self.skip_whitespace();
-            self.expect(b':')?;
-            self.skip_whitespace();
+            self.expect_token(b':')?;
             self.value(depth)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                }
+            match self.peek_token()? {
+                b',' => self.pos += 1,
                 b'}' => {
                     self.pos += 1;
                     return Some(());
@@ -259,19 +267,14 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.pos += 1;
-        self.skip_whitespace();
-        if self.peek()? == b']' {
+        if self.peek_token()? == b']' {
             self.pos += 1;
             return Some(());
         }
         loop {
             self.value(depth)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                }
+            match self.peek_token()? {
+                b',' => self.pos += 1,
                 b']' => {
                     self.pos += 1;
                     return Some(());
@@ -296,6 +299,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// JSON's number syntax: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    #[inline(always)]
     fn number(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
