@@ -480,7 +480,7 @@ fn write_docs(table: &str, options: &Options, args: &[&str]) -> Result<()> {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let section = format!(
-        "<!-- bench:start -->\n## End to end: `cargo xtask bench`\n\nCommand: `cargo xtask bench {}` at commit {commit}; {cores} cores ({cpu}); {} events, {} alternating rounds, medians. One tansu 0.6.0 broker (memory storage), topics of 3 partitions; each run's delivered count read back from the topic. kcat is Debian's kcat 1.7.1 running librdkafka 2.12.0 (from the confluent-kafka wheel); raw-rdkafka is `tests/support/bin/raw_producer.rs`, the client-side ceiling.\n\n{table}\n![events/s and CPU per million events per contender](benchmarks.png)\n\n`cargo xtask bench chart` redraws the picture from this table.\n<!-- bench:end -->",
+        "<!-- bench:start -->\n## End to end: `cargo xtask bench`\n\nCommand: `cargo xtask bench {}` at commit {commit}; {cores} cores ({cpu}); {} events, {} alternating rounds, medians. One tansu 0.6.0 broker (memory storage), topics of 3 partitions; each run's delivered count read back from the topic. kcat is Debian's kcat 1.7.1 running librdkafka 2.12.0 (from the confluent-kafka wheel); raw-rdkafka is `tests/support/bin/raw_producer.rs`: the `rdkafka` crate alone (`ThreadedProducer`, `BaseRecord`) with Ferry's librdkafka settings and no events, codecs or buffers.\n\n{table}\n![events/s and CPU per million events per contender](benchmarks.png)\n\n`cargo xtask bench chart` redraws the picture from this table.\n<!-- bench:end -->",
         args.join(" "),
         options.events,
         options.rounds
