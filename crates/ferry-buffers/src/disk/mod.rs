@@ -473,7 +473,8 @@ enum ReadNext {
     Stopped,
 }
 
-/// Reads the record after `cursor` from disk.
+/// Reads the record after `cursor` from disk. It is decoded on the read thread too: the tokio
+/// workers run the sink, the stage every event waits for.
 async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> ReadNext {
     let lookup = shared.clone();
     let read = io
@@ -481,11 +482,14 @@ async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> 
             let Some((sequence, location)) = lookup.store.next_after(cursor)? else {
                 return Ok(None);
             };
-            let bytes = lookup.store.read(location).map(Bytes::from);
-            Ok::<_, BufferError>(Some((sequence, location, bytes)))
+            let decoded = match lookup.store.read(location) {
+                Ok(bytes) => record::decode(&Bytes::from(bytes)).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            Ok::<_, BufferError>(Some((sequence, location, decoded)))
         })
         .await;
-    let (sequence, location, bytes) = match read {
+    let (sequence, location, decoded) = match read {
         Some(Ok(Some(found))) => found,
         Some(Ok(None)) => return ReadNext::Nothing,
         Some(Err(e)) => {
@@ -493,10 +497,6 @@ async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> 
             return ReadNext::Failed;
         }
         None => return ReadNext::Stopped,
-    };
-    let decoded = match bytes {
-        Ok(bytes) => record::decode(&bytes).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
     };
     match decoded {
         Ok(events) => ReadNext::Record(sequence, location, events),
