@@ -271,7 +271,21 @@ impl WriterTask {
         let mut record = std::mem::take(&mut self.record_buffer);
         record.clear();
         record.reserve(events.len() * self.bytes_per_event + 64);
-        record::encode(&events, &mut record);
+        // Encoded (and checksummed) on the write thread: the tokio workers run the sink, the
+        // stage every event waits for.
+        let encoded = self
+            .io
+            .run(move || {
+                record::encode(&events, &mut record);
+                (events, record)
+            })
+            .await;
+        let Some((events, record)) = encoded else {
+            tracing::error!(
+                "the disk buffer's write thread stopped; these events are reported as not delivered"
+            );
+            return false;
+        };
         let n = finalizers.len() as u64;
         let len = record.len() as u64;
         self.bytes_per_event = (record.len() / finalizers.len()).max(1);
