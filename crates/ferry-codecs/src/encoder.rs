@@ -40,11 +40,13 @@ impl Encoder {
                     Some(_) => None,
                 }
             }
-            // What `write_raw_json` would write: the line, trimmed.
+            // What `write_raw_json` would write: the line, trimmed (it ends with `}`, or
+            // `write_raw_json` writes the fields instead).
             EncodingCodec::Json => self
                 .passthrough(event)
                 .filter(|object| object.appended().is_empty())
-                .map(|object| object.line().trim_ascii()),
+                .map(|object| object.line().trim_ascii())
+                .filter(|line| line.ends_with(b"}")),
             _ => None,
         }
     }

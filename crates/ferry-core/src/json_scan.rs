@@ -4,8 +4,9 @@
 //! top-level `host` and `timestamp`. Through serde_json's deserializer (a visitor that skips
 //! every value) that was about 60% of the stdin thread of a json → json pipeline (`perf`, 1 M
 //! lines), most of it in the generic peek/visit machinery rather than in looking at bytes.
-//! [`quick_scan`] does the same check with one cursor over the line, strings scanned eight
-//! bytes at a time, and a UTF-8 check only for lines that have non-ASCII bytes.
+//! [`quick_scan`] does the same check with one cursor over the line, a string's end found in a
+//! mask of the next 64 bytes (`stoppers`), and a UTF-8 check only for lines that have non-ASCII
+//! bytes.
 //!
 //! It may give up: an error of any kind, an escaped top-level key, a `timestamp` that is not an
 //! escape-free string, or nesting deeper than [`MAX_DEPTH`] return `None`, and the caller asks

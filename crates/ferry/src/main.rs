@@ -24,9 +24,16 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// json run went from ~42 to 56-70 MiB. Purging sooner costs page faults when the memory is
 /// wanted again (a disk-buffer run: 17 k faults at 1 s, 31-38 k at 100 ms, 54 k at 50 ms, and
 /// its CPU time with them); 100 ms keeps the memory run at 43-46 MiB.
-/// An operator's own `MIMALLOC_PURGE_DELAY` wins.
+/// An operator's own purge delay wins: mimalloc reads `MIMALLOC_PURGE_DELAY` (or its older
+/// name `MIMALLOC_RESET_DELAY`) in any letter case.
 fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+    let set_by_operator = std::env::vars_os().any(|(name, _)| {
+        name.to_str().is_some_and(|name| {
+            name.eq_ignore_ascii_case("MIMALLOC_PURGE_DELAY")
+                || name.eq_ignore_ascii_case("MIMALLOC_RESET_DELAY")
+        })
+    });
+    if !set_by_operator {
         // SAFETY: sets an option mimalloc reads whenever it purges; allowed at any time.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) }
     }
