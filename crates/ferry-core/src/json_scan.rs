@@ -40,9 +40,7 @@ pub(crate) fn quick_scan(line: &[u8]) -> Option<LineShape<'_>> {
     let mut cursor = Cursor::new(line);
     cursor.expect_token(b'{')?;
     let mut shape = LineShape::default();
-    if cursor.peek_token()? == b'}' {
-        cursor.pos += 1;
-    } else {
+    if !cursor.closes_at_once(b'}')? {
         loop {
             cursor.expect_token(b'"')?;
             let key_start = cursor.pos;
@@ -66,13 +64,8 @@ pub(crate) fn quick_scan(line: &[u8]) -> Option<LineShape<'_>> {
                 shape.has_host |= key == HOST.as_bytes();
                 cursor.value(1)?;
             }
-            match cursor.peek_token()? {
-                b',' => cursor.pos += 1,
-                b'}' => {
-                    cursor.pos += 1;
-                    break;
-                }
-                _ => return None,
+            if !cursor.comma_or_close(b'}')? {
+                break;
             }
         }
     }
@@ -136,6 +129,33 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     fn expect_token(&mut self, byte: u8) -> Option<()> {
         (self.peek_token()? == byte).then(|| self.pos += 1)
+    }
+
+    /// Moves past `close` if it is the next token (an empty object or array).
+    #[inline(always)]
+    fn closes_at_once(&mut self, close: u8) -> Option<bool> {
+        let closes = self.peek_token()? == close;
+        if closes {
+            self.pos += 1;
+        }
+        Some(closes)
+    }
+
+    /// After a member or an element: moves past a `,` (`true`: another follows) or past
+    /// `close` (`false`: the container ends); anything else is not JSON.
+    #[inline(always)]
+    fn comma_or_close(&mut self, close: u8) -> Option<bool> {
+        match self.peek_token()? {
+            b',' => {
+                self.pos += 1;
+                Some(true)
+            }
+            byte if byte == close => {
+                self.pos += 1;
+                Some(false)
+            }
+            _ => None,
+        }
     }
 
     #[inline]
@@ -243,8 +263,7 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.pos += 1;
-        if self.peek_token()? == b'}' {
-            self.pos += 1;
+        if self.closes_at_once(b'}')? {
             return Some(());
         }
         loop {
@@ -252,13 +271,8 @@ impl<'a> Cursor<'a> {
             self.string()?;
             self.expect_token(b':')?;
             self.value(depth)?;
-            match self.peek_token()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.comma_or_close(b'}')? {
+                return Some(());
             }
         }
     }
@@ -268,19 +282,13 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.pos += 1;
-        if self.peek_token()? == b']' {
-            self.pos += 1;
+        if self.closes_at_once(b']')? {
             return Some(());
         }
         loop {
             self.value(depth)?;
-            match self.peek_token()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.comma_or_close(b']')? {
+                return Some(());
             }
         }
     }
