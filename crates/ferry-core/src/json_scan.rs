@@ -249,8 +249,8 @@ impl<'a> Cursor<'a> {
     #[inline(never)]
     fn container_or_literal(&mut self, depth: u32) -> Option<()> {
         match self.peek()? {
-            b'{' => self.object(depth + 1),
-            b'[' => self.array(depth + 1),
+            b'{' => self.container(depth + 1, b'}', Self::member),
+            b'[' => self.container(depth + 1, b']', Self::value),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
@@ -258,39 +258,35 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn object(&mut self, depth: u32) -> Option<()> {
+    /// Moves past an object or array whose opening byte is at the cursor, `depth` containers
+    /// deep; `each` reads one member or element.
+    fn container(
+        &mut self,
+        depth: u32,
+        close: u8,
+        each: impl Fn(&mut Self, u32) -> Option<()>,
+    ) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
         self.pos += 1;
-        if self.closes_at_once(b'}')? {
+        if self.closes_at_once(close)? {
             return Some(());
         }
         loop {
-            self.expect_token(b'"')?;
-            self.string()?;
-            self.expect_token(b':')?;
-            self.value(depth)?;
-            if !self.comma_or_close(b'}')? {
+            each(self, depth)?;
+            if !self.comma_or_close(close)? {
                 return Some(());
             }
         }
     }
 
-    fn array(&mut self, depth: u32) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.pos += 1;
-        if self.closes_at_once(b']')? {
-            return Some(());
-        }
-        loop {
-            self.value(depth)?;
-            if !self.comma_or_close(b']')? {
-                return Some(());
-            }
-        }
+    /// One `"key": value` member of a nested object.
+    fn member(&mut self, depth: u32) -> Option<()> {
+        self.expect_token(b'"')?;
+        self.string()?;
+        self.expect_token(b':')?;
+        self.value(depth)
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
