@@ -24,6 +24,7 @@
 
 mod io_thread;
 mod record;
+mod record_pool;
 mod store;
 
 use std::collections::VecDeque;
@@ -45,6 +46,7 @@ use tokio::time::Instant;
 use crate::BufferError;
 use io_thread::IoThread;
 pub use record::CorruptRecord;
+use record_pool::RecordPool;
 use store::{Location, Store, Totals};
 
 /// Batches queued between writers and the disk writer task.
@@ -84,6 +86,8 @@ struct Shared {
     writer_done: AtomicBool,
     /// The latest stored records with their events, oldest first (see the module docs).
     hot: Mutex<VecDeque<HotRecord>>,
+    /// Buffers for the records the reader reads back.
+    records: Arc<RecordPool>,
 }
 
 impl Shared {
@@ -92,6 +96,13 @@ impl Shared {
             bytes: self.bytes.load(Ordering::Acquire),
             events: self.events.load(Ordering::Acquire),
         }
+    }
+
+    /// Whether a record of `len` bytes fits (an empty buffer takes any record, so that one
+    /// larger than `max_size` cannot block forever).
+    fn has_room(&self, len: u64) -> bool {
+        let used = self.bytes.load(Ordering::Acquire);
+        used == 0 || used + len <= self.max_size
     }
 
     /// Called when every copy of a record's events has been settled.
@@ -171,6 +182,7 @@ pub(crate) fn open(
         appended: Notify::new(),
         writer_done: AtomicBool::new(false),
         hot: Mutex::new(VecDeque::with_capacity(HOT_RECORDS)),
+        records: Arc::default(),
     });
     let (in_tx, in_rx) = mpsc::channel(WRITE_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(READ_AHEAD);
@@ -184,6 +196,7 @@ pub(crate) fn open(
         sync_interval: Duration::from_millis(config.sync_interval_ms.max(1)),
         when_full: config.when_full,
         pending: Vec::new(),
+        unsynced: false,
         bytes_per_event: 256,
         io: IoThread::spawn("ferry-disk-write").map_err(thread_error)?,
         record_buffer: Vec::new(),
@@ -208,6 +221,9 @@ struct WriterTask {
     when_full: WhenFull,
     /// Finalizers of events written but not yet fsynced.
     pending: Vec<EventFinalizer>,
+    /// Records were written since the last group commit started (tracked events or not: the
+    /// commit is what makes them survive a crash).
+    unsynced: bool,
     /// Encoded bytes per event in the last record, to size the next ones.
     bytes_per_event: usize,
     io: IoThread,
@@ -267,59 +283,75 @@ impl WriterTask {
         if events.is_empty() {
             return false;
         }
-        let finalizers: Vec<EventFinalizer> = events.iter_mut().map(LogEvent::take_finalizer).collect();
+        // Only tracked events wait for the fsync's verdict; collecting the others too (all of
+        // them, for stdin) grew and freed a large vector every group commit.
+        let finalizers: Vec<EventFinalizer> = events
+            .iter_mut()
+            .map(LogEvent::take_finalizer)
+            .filter(EventFinalizer::is_tracked)
+            .collect();
+        let n = events.len() as u64;
+        let count = events.len() as u32;
+        let sequence = self.next_sequence;
         let mut record = std::mem::take(&mut self.record_buffer);
         record.clear();
         record.reserve(events.len() * self.bytes_per_event + 64);
-        // Encoded (and checksummed) on the write thread: the tokio workers run the sink, the
-        // stage every event waits for.
-        let encoded = self
+        // Encoded, checksummed and (when there is room) appended in one visit to the write
+        // thread, off the tokio workers that run the sink: each visit costs two thread
+        // wake-ups, which showed in profiles at one record per ~1,700 events.
+        let shared = self.shared.clone();
+        let written = self
             .io
             .run(move || {
                 record::encode(&events, &mut record);
-                (events, record)
+                let appended = shared
+                    .has_room(record.len() as u64)
+                    .then(|| shared.store.append(sequence, &record, count));
+                (events, record, appended)
             })
             .await;
-        let Some((events, record)) = encoded else {
+        let Some((events, record, appended)) = written else {
             tracing::error!(
                 "the disk buffer's write thread stopped; these events are reported as not delivered"
             );
             return false;
         };
-        let n = finalizers.len() as u64;
         let len = record.len() as u64;
-        self.bytes_per_event = (record.len() / finalizers.len()).max(1);
-        // Wait for room (or drop), but never hold back the acknowledgement of what is written.
-        loop {
-            let used = self.shared.bytes.load(Ordering::Acquire);
-            if used == 0 || used + len <= self.shared.max_size {
-                break;
-            }
-            match self.when_full {
-                WhenFull::DropNewest => {
-                    SinkMetrics::add(&self.shared.metrics.dropped, n);
-                    for mut finalizer in finalizers {
-                        finalizer.settle(DeliveryStatus::Errored);
+        self.bytes_per_event = (record.len() / events.len()).max(1);
+        let appended = match appended {
+            Some(appended) => Some((appended, record)),
+            None => {
+                // Full: wait for room (or drop), but never hold back the acknowledgement of
+                // what is already written.
+                while !self.shared.has_room(len) {
+                    match self.when_full {
+                        WhenFull::DropNewest => {
+                            SinkMetrics::add(&self.shared.metrics.dropped, n);
+                            for mut finalizer in finalizers {
+                                finalizer.settle(DeliveryStatus::Errored);
+                            }
+                            self.record_buffer = record;
+                            return false;
+                        }
+                        WhenFull::Block => {
+                            self.sync().await;
+                            let _ = tokio::time::timeout(
+                                Duration::from_millis(100),
+                                self.shared.space.notified(),
+                            )
+                            .await;
+                        }
                     }
-                    return false;
                 }
-                WhenFull::Block => {
-                    self.sync().await;
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(100), self.shared.space.notified()).await;
-                }
+                let shared = self.shared.clone();
+                self.io
+                    .run(move || {
+                        let appended = shared.store.append(sequence, &record, count);
+                        (appended, record)
+                    })
+                    .await
             }
-        }
-        let sequence = self.next_sequence;
-        let shared = self.shared.clone();
-        let count = finalizers.len() as u32;
-        let appended = self
-            .io
-            .run(move || {
-                let appended = shared.store.append(sequence, &record, count);
-                (appended, record)
-            })
-            .await;
+        };
         let location = match appended {
             Some((Ok(location), record)) => {
                 self.record_buffer = record;
@@ -357,6 +389,7 @@ impl WriterTask {
         SinkMetrics::add(&self.shared.metrics.received, n);
         SinkMetrics::add(&self.shared.metrics.buffered, n);
         self.pending.extend(finalizers);
+        self.unsynced = true;
         self.shared.appended.notify_one();
         true
     }
@@ -368,10 +401,11 @@ impl WriterTask {
         if self.sync_task.as_ref().is_some_and(|task| !task.is_finished()) {
             return false;
         }
-        if self.pending.is_empty() {
+        if !self.unsynced {
             return true;
         }
         // Every one of these records was appended (its write returned) before the fsync starts.
+        self.unsynced = false;
         let finalizers = std::mem::take(&mut self.pending);
         let shared = self.shared.clone();
         let io = self.sync_io.clone();
@@ -496,8 +530,9 @@ async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> 
             let Some((sequence, location)) = lookup.store.next_after(cursor)? else {
                 return Ok(None);
             };
-            let decoded = match lookup.store.read(location) {
-                Ok(bytes) => record::decode(&Bytes::from(bytes)).map_err(|e| e.to_string()),
+            let mut buffer = lookup.records.take();
+            let decoded = match lookup.store.read_into(location, &mut buffer) {
+                Ok(()) => record::decode(&lookup.records.share(buffer)).map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             Ok::<_, BufferError>(Some((sequence, location, decoded)))
