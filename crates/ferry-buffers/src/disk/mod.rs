@@ -58,12 +58,13 @@ const TARGET_RECORD_BYTES: usize = 256 * 1024;
 const READ_AHEAD: usize = 2;
 /// Records the writer hands the reader from memory while it keeps up (see the module docs).
 const HOT_RECORDS: usize = 4;
-/// Segment files roll over at `max_size / SEGMENTS_PER_MAX_SIZE`, within these bounds: a
-/// drained segment is deleted whole, so this is also how much disk a drained buffer may still
-/// hold beyond `max_size`.
+/// Segment files roll over at `max_size / SEGMENTS_PER_MAX_SIZE`, within these bounds. A
+/// segment is freed whole once drained, and up to two drained ones are kept to be written over
+/// ([`store`]), so the files may hold up to three segments beyond `max_size`. Small enough that
+/// a modest backlog already drains segments the writer can reuse.
 const SEGMENTS_PER_MAX_SIZE: u64 = 8;
 const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
-const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+const MAX_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A stored record whose events are still in memory, for the reader.
 struct HotRecord {

@@ -32,6 +32,13 @@ const SEGMENT_DIR: &str = "segments";
 const SEGMENT_EXTENSION: &str = "seg";
 const META_BYTES: &[u8] = b"bytes";
 const META_EVENTS: &[u8] = b"events";
+/// Drained segment files kept to be written over by the next segments instead of being deleted
+/// and created anew: overwriting a file's cached, allocated pages costs the write path less
+/// than a new file's block and page allocation (dd, 150 MiB in 256 KiB writes: 25 ms against
+/// 55 ms), and settling a record then never unlinks a file on the delivery-report thread. Two
+/// cover a sink that keeps up (one being drained while one is written); more drained segments
+/// than that (a backlog being caught up) are deleted.
+pub(crate) const SPARE_SEGMENTS: usize = 2;
 /// sled's page cache, counted in on-disk bytes. The ledger holds one small entry per record,
 /// so a few MiB cover even a large backlog.
 const CACHE_CAPACITY: u64 = 4 * 1024 * 1024;
@@ -81,12 +88,18 @@ pub(crate) struct Totals {
     pub(crate) events: u64,
 }
 
-/// The segment being appended to, and the ones written since the last sync.
+/// The segment being appended to, the ones written since the last sync, and the drained ones
+/// kept for reuse.
 #[derive(Default)]
 struct Appender {
     current: Option<OpenSegment>,
     /// Segments rolled over since the last sync: fsynced by the next one.
     unsynced: Vec<File>,
+    /// A segment file was created or renamed since the last sync: the directory is fsynced
+    /// too, so that no durable ledger entry points into a file whose name was lost.
+    renamed: bool,
+    /// Drained segment files (by their old names) waiting to become the next segments.
+    spares: Vec<u64>,
 }
 
 struct OpenSegment {
@@ -223,15 +236,25 @@ impl Store {
             .is_none_or(|segment| segment.len > 0 && segment.len + u64::from(len) > self.segment_bytes);
         if roll {
             let path = self.segment_path(sequence);
-            // `truncate`: a file of this name can only be garbage from a run that died before
-            // its ledger entries were flushed.
-            let file = File::options()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(io(&path))?;
+            // A file of this name can only be garbage from a run that died before its ledger
+            // entries were flushed: replaced by the spare, or truncated. A spare's old bytes
+            // past what this segment writes are never read: only ledger entries lead into a
+            // segment, and each is checksummed.
+            let file = match appender.spares.pop() {
+                Some(spare) => {
+                    let spare_path = self.segment_path(spare);
+                    std::fs::rename(&spare_path, &path).map_err(io(&spare_path))?;
+                    File::options().read(true).write(true).open(&path)
+                }
+                None => File::options()
+                    .create(true)
+                    .truncate(true)
+                    .read(true)
+                    .write(true)
+                    .open(&path),
+            }
+            .map_err(io(&path))?;
+            appender.renamed = true;
             if let Some(previous) = appender.current.replace(OpenSegment {
                 id: sequence,
                 file,
@@ -318,7 +341,7 @@ impl Store {
     fn delete_drained_segments(&self) -> Result<(), BufferError> {
         // The appender's lock first: no record can be appended (or a segment rolled) between
         // reading the first live record and deleting what lies before it.
-        let appender = lock(&self.appender);
+        let mut appender = lock(&self.appender);
         let writing = appender.current.as_ref().map(|s| s.id);
         let first_live = self.first()?.map(|(_, location)| location.segment);
         let mut segments = lock(&self.segments);
@@ -328,6 +351,10 @@ impl Store {
                 break;
             }
             segments.pop_front();
+            if appender.spares.len() < SPARE_SEGMENTS {
+                appender.spares.push(oldest);
+                continue;
+            }
             let path = self.segment_path(oldest);
             if let Err(e) = std::fs::remove_file(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot delete a drained disk buffer segment");
@@ -368,16 +395,22 @@ impl Store {
         };
         // Not under the appender's lock: settling records (on librdkafka's delivery thread)
         // takes it to delete drained segments, and must not wait for a disk flush.
-        let (rolled, current) = {
+        let (rolled, current, renamed) = {
             let mut appender = lock(&self.appender);
             let current = appender.current.as_ref().map(|s| s.file.try_clone()).transpose();
             (
                 std::mem::take(&mut appender.unsynced),
                 current.map_err(sync_error)?,
+                std::mem::take(&mut appender.renamed),
             )
         };
         for file in rolled.iter().chain(current.iter()) {
             file.sync_data().map_err(sync_error)?;
+        }
+        if renamed {
+            File::open(self.dir.join(SEGMENT_DIR))
+                .and_then(|dir| dir.sync_all())
+                .map_err(sync_error)?;
         }
         let sled_error = |e: sled::Error| BufferError::Sync {
             reason: e.to_string(),
@@ -393,10 +426,12 @@ impl Store {
         self.sled_file.sync_data().map_err(sync_error)
     }
 
-    /// Bytes of the ledger and the segment files.
+    /// Bytes of the ledger and the segment files (spares included).
     pub(crate) fn size_on_disk(&self) -> u64 {
+        let spares = lock(&self.appender).spares.clone();
         let segments: u64 = lock(&self.segments)
             .iter()
+            .chain(spares.iter())
             .filter_map(|&id| std::fs::metadata(self.segment_path(id)).ok())
             .map(|m| m.len())
             .sum();
