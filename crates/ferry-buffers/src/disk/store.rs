@@ -4,14 +4,16 @@
 //! ```text
 //! <dir>/ferry.lock                 our own lock (a clear error for a second process)
 //! <dir>/db, conf, blobs/, snap.*   sled: the ledger and the persisted counters
-//! <dir>/segments/<first seq>.seg   records, appended one after another, never rewritten
+//! <dir>/segments/<first seq>.seg   records, appended one after another; once drained, a
+//!                                  segment file is deleted or renamed and written over
+//!                                  from its start as a new segment
 //! ```
 //!
 //! The ledger maps the big-endian sequence number of a record's first event to its
 //! [`Location`]; it is the one source of truth for what the buffer holds. Segment bytes no
-//! ledger entry points at are garbage, and a new run never appends to an old segment, so a
-//! torn tail left by a crash is never read. Payloads stay out of sled because sled's memory
-//! grows with the bytes it stores (measured: ~570 MiB while filling a 1.4 GiB backlog,
+//! ledger entry points at are garbage (a reused file's old records included), and a new run
+//! never appends to an old segment, so a torn tail left by a crash is never read. Payloads stay
+//! out of sled because sled's memory grows with the bytes it stores (measured: ~570 MiB while filling a 1.4 GiB backlog,
 //! ~170 MiB when reopening it); a ledger of 24-byte entries keeps sled small whatever the
 //! backlog, and segment reads go through the page cache, not the heap.
 
@@ -388,7 +390,9 @@ impl Store {
     /// Makes everything appended so far durable: fsyncs the segments first, then the ledger
     /// and the counters. Only after this returns may sources hear that those events are safe.
     /// (A ledger entry that reaches the disk before its segment bytes, on power loss, points
-    /// at bytes that fail their checksum: reported as corrupt, never acknowledged.)
+    /// at bytes that fail their checksum: reported as corrupt, never acknowledged. In a reused
+    /// segment file it can instead find an old record of exactly its length and count, which
+    /// is then delivered again: a duplicate, which at-least-once allows.)
     pub(crate) fn sync(&self, totals: Totals) -> Result<(), BufferError> {
         let sync_error = |e: std::io::Error| BufferError::Sync {
             reason: e.to_string(),
