@@ -304,7 +304,7 @@ impl WriterTask {
         let written = self
             .io
             .run(move || {
-                record::encode(&events, &mut record);
+                record::encode(&events, sequence, &mut record);
                 let appended = shared
                     .has_room(record.len() as u64)
                     .then(|| shared.store.append(sequence, &record, count));
@@ -533,7 +533,7 @@ async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> 
             };
             let mut buffer = lookup.records.take();
             let decoded = match lookup.store.read_into(location, &mut buffer) {
-                Ok(()) => record::decode(&lookup.records.share(buffer)).map_err(|e| e.to_string()),
+                Ok(()) => record::decode(&lookup.records.share(buffer), sequence).map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             Ok::<_, BufferError>(Some((sequence, location, decoded)))
@@ -591,11 +591,11 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<BufferReport, BufferError> {
         size_on_disk: store.size_on_disk(),
         ..BufferReport::default()
     };
-    if let Some((_, first)) = store.first()? {
+    if let Some((sequence, first)) = store.first()? {
         report.oldest = store
             .read(first)
             .ok()
-            .and_then(|bytes| record::decode(&Bytes::from(bytes)).ok())
+            .and_then(|bytes| record::decode(&Bytes::from(bytes), sequence).ok())
             .and_then(|events| events.first().and_then(LogEvent::timestamp))
             .map(|t| t.to_rfc3339());
     }
@@ -610,7 +610,7 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<BufferReport, BufferError> {
             let checked = store
                 .read(location)
                 .map_err(|e| e.to_string())
-                .and_then(|bytes| record::decode(&Bytes::from(bytes)).map_err(|e| e.to_string()));
+                .and_then(|bytes| record::decode(&Bytes::from(bytes), sequence).map_err(|e| e.to_string()));
             match checked {
                 Ok(events) => report.events += events.len() as u64,
                 Err(e) => report.corrupt.push((sequence, e)),

@@ -1,7 +1,8 @@
 //! The on-disk record: many events packed into one sled value, versioned and checksummed.
 //!
 //! ```text
-//! record  = version:u8  count:u32le  crc32(body):u32le  body
+//! record  = 3:u8  count:u32le  crc32(sequence body):u32le  sequence:u64le  body
+//!         | 2:u8  count:u32le  crc32(body):u32le  body          (earlier builds; still read)
 //! body    = event*                      (count of them)
 //! event   = 0:u8 fields                 (an event of fields)
 //!         | 1:u8 line:bytes time fields (a JSON line as it arrived, then the appended fields)
@@ -13,15 +14,23 @@
 //!
 //! Exact for every `Value` (timestamps keep nanoseconds, byte strings need not be UTF-8),
 //! compact, and checked: a record whose checksum or structure does not hold is reported as
-//! corrupt rather than decoded into garbage.
+//! corrupt rather than decoded into garbage. `sequence` is the number of the record's first
+//! event, which the ledger entry pointing at the record must agree with: segment files are
+//! reused, so a ledger entry that outlived its bytes (power loss before the segment's fsync)
+//! can land on an intact record written there before, which is stale, not valid.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use ferry_core::{Fields, LogEvent, RawJsonObject, Value};
 
-/// The record format version this build writes and reads.
-pub(crate) const VERSION: u8 = 2;
+/// The record format version this build writes.
+pub(crate) const VERSION: u8 = 3;
+/// The version before records carried their sequence number: still read, so that a buffer
+/// written before an upgrade drains after it.
+const VERSION_WITHOUT_SEQUENCE: u8 = 2;
+/// Version, count and checksum: the part every version shares.
 const HEADER: usize = 1 + 4 + 4;
+const SEQUENCE: usize = 8;
 /// Nesting deeper than this is refused when reading, so a corrupt record cannot exhaust the
 /// stack.
 const MAX_DEPTH: usize = 128;
@@ -48,8 +57,20 @@ pub enum CorruptRecord {
     #[error("record of {0} bytes is shorter than its header")]
     Truncated(usize),
     /// Written by another format version.
-    #[error("record format version {0} is not supported (this build reads {VERSION})")]
+    #[error(
+        "record format version {0} is not supported (this build reads {VERSION_WITHOUT_SEQUENCE} and {VERSION})"
+    )]
     Version(u8),
+    /// Intact, but not the record the ledger points at: stale bytes of a reused segment.
+    #[error(
+        "the record here starts at event {found}, the ledger expects {expected} (stale bytes of a reused segment)"
+    )]
+    Misplaced {
+        /// The sequence number the ledger gives.
+        expected: u64,
+        /// The one the record carries.
+        found: u64,
+    },
     /// The body does not match its checksum.
     #[error("checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
     Checksum {
@@ -63,12 +84,13 @@ pub enum CorruptRecord {
     Malformed(&'static str),
 }
 
-/// Appends the record for `events` to `out`.
-pub(crate) fn encode(events: &[LogEvent], out: &mut Vec<u8>) {
+/// Appends the record for `events`, the first of which has number `sequence`, to `out`.
+pub(crate) fn encode(events: &[LogEvent], sequence: u64, out: &mut Vec<u8>) {
     let start = out.len();
     out.push(VERSION);
     out.extend_from_slice(&(events.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&sequence.to_le_bytes());
     for event in events {
         match event.raw_json() {
             // Kept raw, so that the sink can still copy the line (and nothing expands it here).
@@ -102,12 +124,13 @@ pub(crate) fn count(record: &[u8]) -> Result<u32, CorruptRecord> {
     Ok(u32::from_le_bytes([record[1], record[2], record[3], record[4]]))
 }
 
-/// Verifies and decodes a record. Strings in the events share `record`'s memory.
-pub(crate) fn decode(record: &Bytes) -> Result<Vec<LogEvent>, CorruptRecord> {
-    let n = verify(record)?;
+/// Verifies and decodes the record the ledger lists at `sequence`. Strings in the events
+/// share `record`'s memory.
+pub(crate) fn decode(record: &Bytes, sequence: u64) -> Result<Vec<LogEvent>, CorruptRecord> {
+    let (n, body) = verify(record, sequence)?;
     let mut reader = Reader {
         buf: record,
-        pos: HEADER,
+        pos: body,
     };
     let mut events = Vec::with_capacity(n.min(1 << 16) as usize);
     for _ in 0..n {
@@ -119,18 +142,35 @@ pub(crate) fn decode(record: &Bytes) -> Result<Vec<LogEvent>, CorruptRecord> {
     Ok(events)
 }
 
-/// Checks version and checksum; returns the event count.
-pub(crate) fn verify(record: &[u8]) -> Result<u32, CorruptRecord> {
+/// Checks version, checksum and (from version 3) that the record is the one the ledger lists
+/// at `sequence`; returns the event count and where the body starts.
+pub(crate) fn verify(record: &[u8], sequence: u64) -> Result<(u32, usize), CorruptRecord> {
     let n = count(record)?;
-    if record[0] != VERSION {
-        return Err(CorruptRecord::Version(record[0]));
+    let body = match record[0] {
+        VERSION => HEADER + SEQUENCE,
+        VERSION_WITHOUT_SEQUENCE => HEADER,
+        other => return Err(CorruptRecord::Version(other)),
+    };
+    if record.len() < body {
+        return Err(CorruptRecord::Truncated(record.len()));
     }
     let stored = u32::from_le_bytes([record[5], record[6], record[7], record[8]]);
     let computed = crc32fast::hash(&record[HEADER..]);
     if stored != computed {
         return Err(CorruptRecord::Checksum { stored, computed });
     }
-    Ok(n)
+    if body > HEADER {
+        let mut found = [0; SEQUENCE];
+        found.copy_from_slice(&record[HEADER..body]);
+        let found = u64::from_le_bytes(found);
+        if found != sequence {
+            return Err(CorruptRecord::Misplaced {
+                expected: sequence,
+                found,
+            });
+        }
+    }
+    Ok((n, body))
 }
 
 fn write_time(t: &DateTime<Utc>, out: &mut Vec<u8>) {
@@ -352,9 +392,32 @@ mod tests {
         #[test]
         fn every_value_round_trips(events in arb_events()) {
             let mut buf = Vec::new();
-            encode(&events, &mut buf);
-            let decoded = decode(&Bytes::from(buf)).unwrap();
+            encode(&events, 7, &mut buf);
+            let decoded = decode(&Bytes::from(buf), 7).unwrap();
             prop_assert_eq!(decoded, events);
+        }
+
+        #[test]
+        fn a_record_read_for_another_sequence_is_misplaced(events in arb_events(), sequence in any::<u64>(), other in any::<u64>()) {
+            prop_assume!(sequence != other);
+            let mut buf = Vec::new();
+            encode(&events, sequence, &mut buf);
+            prop_assert_eq!(
+                decode(&Bytes::from(buf), other),
+                Err(CorruptRecord::Misplaced { expected: other, found: sequence })
+            );
+        }
+
+        #[test]
+        fn version_2_records_still_decode(events in arb_events(), sequence in any::<u64>()) {
+            // A version 2 record is a version 3 record without the sequence number.
+            let mut buf = Vec::new();
+            encode(&events, 0, &mut buf);
+            buf.drain(HEADER..HEADER + SEQUENCE);
+            buf[0] = VERSION_WITHOUT_SEQUENCE;
+            let crc = crc32fast::hash(&buf[HEADER..]);
+            buf[5..9].copy_from_slice(&crc.to_le_bytes());
+            prop_assert_eq!(decode(&Bytes::from(buf), sequence).unwrap(), events);
         }
 
         #[test]
@@ -365,8 +428,8 @@ mod tests {
             object.append("host", Value::from("h"));
             let events = vec![LogEvent::from_raw_json(object.clone()), LogEvent::from_message("plain")];
             let mut buf = Vec::new();
-            encode(&events, &mut buf);
-            let decoded = decode(&Bytes::from(buf)).unwrap();
+            encode(&events, 0, &mut buf);
+            let decoded = decode(&Bytes::from(buf), 0).unwrap();
             prop_assert_eq!(decoded[0].raw_json(), Some(&object));
             prop_assert!(decoded[1].raw_json().is_none());
             prop_assert_eq!(decoded, events);
@@ -375,12 +438,12 @@ mod tests {
         #[test]
         fn any_flipped_byte_is_detected(events in arb_events(), position in any::<proptest::sample::Index>(), flip in 1u8..) {
             let mut buf = Vec::new();
-            encode(&events, &mut buf);
+            encode(&events, 0, &mut buf);
             let i = position.index(buf.len());
             buf[i] ^= flip;
             // A flipped count can still describe a valid record only by chance; the checksum
-            // covers the body, the version and count are checked structurally.
-            let result = decode(&Bytes::from(buf));
+            // covers the sequence and the body, the version and count are checked structurally.
+            let result = decode(&Bytes::from(buf), 0);
             if i >= 5 || i == 0 {
                 prop_assert!(result.is_err());
             }
@@ -388,7 +451,7 @@ mod tests {
 
         #[test]
         fn garbage_never_panics(junk in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = decode(&Bytes::from(junk));
+            let _ = decode(&Bytes::from(junk), 0);
         }
     }
 }

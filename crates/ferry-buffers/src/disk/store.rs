@@ -11,11 +11,12 @@
 //!
 //! The ledger maps the big-endian sequence number of a record's first event to its
 //! [`Location`]; it is the one source of truth for what the buffer holds. Segment bytes no
-//! ledger entry points at are garbage (a reused file's old records included), and a new run
-//! never appends to an old segment, so a torn tail left by a crash is never read. Payloads stay
-//! out of sled because sled's memory grows with the bytes it stores (measured: ~570 MiB while filling a 1.4 GiB backlog,
-//! ~170 MiB when reopening it); a ledger of 24-byte entries keeps sled small whatever the
-//! backlog, and segment reads go through the page cache, not the heap.
+//! ledger entry points at are garbage (a reused file's old records included: each record
+//! carries its sequence number, checked against the entry), and a new run never appends to an
+//! old segment, so a torn tail left by a crash is never read. Payloads stay out of sled because
+//! sled's memory grows with the bytes it stores (measured: ~570 MiB while filling a 1.4 GiB
+//! backlog, ~170 MiB when reopening it); a ledger of 24-byte entries keeps sled small whatever
+//! the backlog, and segment reads go through the page cache, not the heap.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -390,9 +391,9 @@ impl Store {
     /// Makes everything appended so far durable: fsyncs the segments first, then the ledger
     /// and the counters. Only after this returns may sources hear that those events are safe.
     /// (A ledger entry that reaches the disk before its segment bytes, on power loss, points
-    /// at bytes that fail their checksum: reported as corrupt, never acknowledged. In a reused
-    /// segment file it can instead find an old record of exactly its length and count, which
-    /// is then delivered again: a duplicate, which at-least-once allows.)
+    /// at bytes that fail their checksum, or, in a reused segment file, at an intact older
+    /// record whose sequence number differs from the entry's: either way reported as corrupt;
+    /// its events were never acknowledged.)
     pub(crate) fn sync(&self, totals: Totals) -> Result<(), BufferError> {
         let sync_error = |e: std::io::Error| BufferError::Sync {
             reason: e.to_string(),

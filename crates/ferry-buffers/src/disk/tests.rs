@@ -259,7 +259,7 @@ fn corrupt_records(store: &Store) -> usize {
     let mut corrupt = 0;
     while let Some((sequence, location)) = store.next_after(cursor).unwrap() {
         cursor = Some(sequence);
-        if record::verify(&store.read(location).unwrap()).is_err() {
+        if record::verify(&store.read(location).unwrap(), sequence).is_err() {
             corrupt += 1;
         }
     }
