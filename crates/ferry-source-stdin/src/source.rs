@@ -1,6 +1,4 @@
-use std::io::Read;
-
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use ferry_codecs::Decoder;
 use ferry_core::rate_limit::WarnLimiter;
@@ -49,6 +47,20 @@ pub(crate) async fn run(config: StdinSourceConfig, cx: SourceContext) -> Result<
     Ok(())
 }
 
+/// Reads standard input into the spare capacity of `buf`, without zero-filling it first (a
+/// 256 KiB memset per read, ~1% of a pipeline's CPU), and returns how many bytes came (0 at
+/// end of input). Straight from the file descriptor: `Read::read` needs initialised memory.
+fn read_into_spare(buf: &mut BytesMut) -> std::io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: read(2) writes at most `spare.len()` bytes into memory this function borrows
+    // exclusively, and returns how many it wrote.
+    let read = unsafe { libc::read(libc::STDIN_FILENO, spare.as_mut_ptr().cast(), spare.len()) };
+    let read = usize::try_from(read).map_err(|_| std::io::Error::last_os_error())?;
+    // SAFETY: those `read` bytes past the current length were just written by the kernel.
+    unsafe { buf.set_len(buf.len() + read) };
+    Ok(read)
+}
+
 fn read_stdin(config: StdinSourceConfig, source_id: String, tx: mpsc::Sender<Vec<LogEvent>>) {
     let host = Bytes::from(gethostname::gethostname().to_string_lossy().into_owned());
     let decoder = Decoder::new(&config.decoding);
@@ -58,7 +70,9 @@ fn read_stdin(config: StdinSourceConfig, source_id: String, tx: mpsc::Sender<Vec
     let oversized = WarnLimiter::default();
     let mut splitter = LineSplitter::new(config.max_line_bytes);
     let mut lines = Vec::new();
-    let mut stdin = std::io::stdin().lock();
+    // Held so that nothing in the process reads standard input through std's buffer, which
+    // would take bytes from under `read_into_spare`.
+    let _stdin = std::io::stdin().lock();
     let emit = |lines: &mut Vec<Bytes>| -> bool {
         if lines.is_empty() {
             return true;
@@ -78,22 +92,14 @@ fn read_stdin(config: StdinSourceConfig, source_id: String, tx: mpsc::Sender<Vec
         tx.blocking_send(batch).is_ok()
     };
     loop {
-        let buf = splitter.spare(READ_SIZE);
-        let start = buf.len();
-        buf.resize(start + READ_SIZE, 0);
-        let read = match stdin.read(&mut buf[start..]) {
+        let read = match read_into_spare(splitter.spare(READ_SIZE)) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                buf.truncate(start);
-                continue;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::error!(source = %source_id, error = %e, "cannot read standard input; stopping this source");
-                buf.truncate(start);
                 break;
             }
         };
-        buf.truncate(start + read);
         if read == 0 {
             break;
         }
