@@ -1,4 +1,4 @@
-//! The durable disk buffer (sled underneath).
+//! The durable disk buffer: segment files of records, and a sled ledger of where they lie.
 //!
 //! ## What is safe when
 //! - A source hears `Delivered` for an event once the record holding it is written **and
@@ -60,8 +60,9 @@ const READ_AHEAD: usize = 2;
 const HOT_RECORDS: usize = 4;
 /// Segment files roll over at `max_size / SEGMENTS_PER_MAX_SIZE`, within these bounds. A
 /// segment is freed whole once drained, and up to two drained ones are kept to be written over
-/// ([`store`]), so the files may hold up to three segments beyond `max_size`. Small enough that
-/// a modest backlog already drains segments the writer can reuse.
+/// ([`store`]), so the files may hold a few segments beyond `max_size` (the oldest one's
+/// drained part, the spares, the old tail of a reused one). Small enough that a modest backlog
+/// already drains segments the writer can reuse.
 const SEGMENTS_PER_MAX_SIZE: u64 = 8;
 const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
 const MAX_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
@@ -89,6 +90,9 @@ struct Shared {
     hot: Mutex<VecDeque<HotRecord>>,
     /// Buffers for the records the reader reads back.
     records: Arc<RecordPool>,
+    /// Records numbered below this were written before this run, maybe by a build that wrote
+    /// format version 2 (see [`record`]).
+    earlier_runs_below: u64,
 }
 
 impl Shared {
@@ -184,6 +188,7 @@ pub(crate) fn open(
         writer_done: AtomicBool::new(false),
         hot: Mutex::new(VecDeque::with_capacity(HOT_RECORDS)),
         records: Arc::default(),
+        earlier_runs_below: next_sequence,
     });
     let (in_tx, in_rx) = mpsc::channel(WRITE_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(READ_AHEAD);
@@ -395,9 +400,8 @@ impl WriterTask {
         true
     }
 
-    /// Group commit: fsync, then tell the sources of everything written since the last one.
-    /// Starts a group commit of everything written so far, unless one is running; returns
-    /// false if one was (nothing started).
+    /// Starts a group commit (fsync, then tell the sources of everything written since the
+    /// last one) unless one is running; returns false if one was (nothing started).
     fn start_sync(&mut self) -> bool {
         if self.sync_task.as_ref().is_some_and(|task| !task.is_finished()) {
             return false;
@@ -410,7 +414,8 @@ impl WriterTask {
         let finalizers = std::mem::take(&mut self.pending);
         let shared = self.shared.clone();
         let io = self.sync_io.clone();
-        self.sync_task = Some(tokio::spawn(commit(shared, io, finalizers)));
+        let next_sequence = self.next_sequence;
+        self.sync_task = Some(tokio::spawn(commit(shared, io, finalizers, next_sequence)));
         true
     }
 
@@ -427,9 +432,9 @@ impl WriterTask {
 }
 
 /// fsyncs the buffer, then tells the sources of `finalizers` whether their events are safe.
-async fn commit(shared: Arc<Shared>, io: Arc<IoThread>, finalizers: Vec<EventFinalizer>) {
+async fn commit(shared: Arc<Shared>, io: Arc<IoThread>, finalizers: Vec<EventFinalizer>, next_sequence: u64) {
     let totals = shared.totals();
-    let synced = io.run(move || shared.store.sync(totals)).await;
+    let synced = io.run(move || shared.store.sync(totals, next_sequence)).await;
     let status = match synced {
         Some(Ok(())) => DeliveryStatus::Delivered,
         Some(Err(e)) => {
@@ -522,6 +527,19 @@ enum ReadNext {
     Stopped,
 }
 
+/// Why a record read from disk is not handed to the sink.
+enum Unread {
+    /// Its segment file is gone: deleted once drained, before the ledger's removal of the
+    /// record reached the disk (an unclean stop), so it was delivered. Skipped.
+    Gone(String),
+    /// Gone or damaged for good (missing bytes, a bad checksum, stale bytes): skipped and
+    /// deleted.
+    Corrupt(String),
+    /// Not readable now (an I/O error) or not by this build (a newer format): kept, and tried
+    /// again, since deleting it would lose acknowledged events.
+    Retry(String),
+}
+
 /// Reads the record after `cursor` from disk. It is decoded on the read thread too: the tokio
 /// workers run the sink, the stage every event waits for.
 async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> ReadNext {
@@ -533,8 +551,25 @@ async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> 
             };
             let mut buffer = lookup.records.take();
             let decoded = match lookup.store.read_into(location, &mut buffer) {
-                Ok(()) => record::decode(&lookup.records.share(buffer), sequence).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(()) => {
+                    let predates_run = sequence < lookup.earlier_runs_below;
+                    record::decode(&lookup.records.share(buffer), sequence, predates_run).map_err(|e| {
+                        if record::is_from_a_newer_build(&e) {
+                            Unread::Retry(format!("{e}; written by a newer ferry, which must read it"))
+                        } else {
+                            Unread::Corrupt(e.to_string())
+                        }
+                    })
+                }
+                Err(BufferError::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    Err(Unread::Gone(path.display().to_string()))
+                }
+                Err(BufferError::Io { path, source })
+                    if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    Err(Unread::Corrupt(format!("{}: {source}", path.display())))
+                }
+                Err(e) => Err(Unread::Retry(e.to_string())),
             };
             Ok::<_, BufferError>(Some((sequence, location, decoded)))
         })
@@ -550,7 +585,20 @@ async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> 
     };
     match decoded {
         Ok(events) => ReadNext::Record(sequence, location, events),
-        Err(e) => {
+        Err(Unread::Gone(path)) => {
+            tracing::warn!(
+                sequence,
+                path,
+                "a record's segment file is gone: it was delivered before an unclean stop (or the file was deleted by hand); skipped"
+            );
+            shared.record_settled(sequence, location, DeliveryStatus::Delivered);
+            ReadNext::Skipped(sequence, location)
+        }
+        Err(Unread::Retry(e)) => {
+            tracing::error!(sequence, error = %e, "cannot read a record of the disk buffer; it is kept and tried again in 1 s");
+            ReadNext::Failed
+        }
+        Err(Unread::Corrupt(e)) => {
             tracing::error!(sequence, error = %e, "corrupt record in the disk buffer: skipped and deleted");
             SinkMetrics::add(&shared.metrics.rejected, u64::from(location.count));
             shared.record_settled(sequence, location, DeliveryStatus::Rejected);
@@ -595,7 +643,7 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<BufferReport, BufferError> {
         report.oldest = store
             .read(first)
             .ok()
-            .and_then(|bytes| record::decode(&Bytes::from(bytes), sequence).ok())
+            .and_then(|bytes| record::decode(&Bytes::from(bytes), sequence, true).ok())
             .and_then(|events| events.first().and_then(LogEvent::timestamp))
             .map(|t| t.to_rfc3339());
     }
@@ -607,10 +655,9 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<BufferReport, BufferError> {
             cursor = Some(sequence);
             report.records += 1;
             report.bytes += u64::from(location.len);
-            let checked = store
-                .read(location)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| record::decode(&Bytes::from(bytes), sequence).map_err(|e| e.to_string()));
+            let checked = store.read(location).map_err(|e| e.to_string()).and_then(|bytes| {
+                record::decode(&Bytes::from(bytes), sequence, true).map_err(|e| e.to_string())
+            });
             match checked {
                 Ok(events) => report.events += events.len() as u64,
                 Err(e) => report.corrupt.push((sequence, e)),

@@ -13,6 +13,8 @@ use bytes::Bytes;
 
 /// Spare buffers kept at most; the rest are freed.
 const MAX_SPARE: usize = 8;
+/// Buffers larger than this (grown by an unusually large record) are freed, not kept.
+const MAX_KEPT_CAPACITY: usize = 1024 * 1024;
 
 /// A pool of record buffers.
 #[derive(Debug, Default)]
@@ -43,7 +45,7 @@ impl RecordPool {
 
     fn give_back(&self, buffer: Vec<u8>) {
         let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
-        if spare.len() < MAX_SPARE {
+        if spare.len() < MAX_SPARE && buffer.capacity() <= MAX_KEPT_CAPACITY {
             spare.push(buffer);
         }
     }

@@ -20,7 +20,8 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -35,12 +36,16 @@ const SEGMENT_DIR: &str = "segments";
 const SEGMENT_EXTENSION: &str = "seg";
 const META_BYTES: &[u8] = b"bytes";
 const META_EVENTS: &[u8] = b"events";
+/// The sequence number the next record starts at, as of the last sync: numbers never repeat
+/// across restarts, even when the newest records were settled and left the ledger (a reused
+/// segment may still hold records with the numbers of an earlier run).
+const META_NEXT_SEQUENCE: &[u8] = b"next_sequence";
 /// Drained segment files kept to be written over by the next segments instead of being deleted
 /// and created anew: overwriting a file's cached, allocated pages costs the write path less
 /// than a new file's block and page allocation (dd, 150 MiB in 256 KiB writes: 25 ms against
-/// 55 ms), and settling a record then never unlinks a file on the delivery-report thread. Two
-/// cover a sink that keeps up (one being drained while one is written); more drained segments
-/// than that (a backlog being caught up) are deleted.
+/// 55 ms), and settling a record unlinks no file on the delivery-report thread while spares
+/// are short. Two cover a sink that keeps up (one being drained while one is written); more
+/// drained segments than that (a backlog being caught up) are deleted there.
 pub(crate) const SPARE_SEGMENTS: usize = 2;
 /// sled's page cache, counted in on-disk bytes. The ledger holds one small entry per record,
 /// so a few MiB cover even a large backlog.
@@ -198,27 +203,31 @@ impl Store {
         Ok(())
     }
 
+    /// A persisted counter (0 if absent).
+    fn meta_counter(&self, key: &[u8]) -> u64 {
+        self.meta
+            .get(key)
+            .ok()
+            .flatten()
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes)
+    }
+
     pub(crate) fn totals(&self) -> Totals {
-        let read = |key| {
-            self.meta
-                .get(key)
-                .ok()
-                .flatten()
-                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                .map_or(0, u64::from_be_bytes)
-        };
         Totals {
-            bytes: read(META_BYTES),
-            events: read(META_EVENTS),
+            bytes: self.meta_counter(META_BYTES),
+            events: self.meta_counter(META_EVENTS),
         }
     }
 
-    /// The sequence number the next record starts at.
+    /// The sequence number the next record starts at: after every record in the ledger and
+    /// every number handed out before the last sync.
     pub(crate) fn next_sequence(&self) -> Result<u64, BufferError> {
         let last = self.ledger.last().map_err(ledger_error(&self.dir))?;
-        Ok(last
+        let after_ledger = last
             .and_then(|(key, value)| Some(key_to_seq(&key) + u64::from(Location::decode(&value)?.count)))
-            .unwrap_or(0))
+            .unwrap_or(0);
+        Ok(after_ledger.max(self.meta_counter(META_NEXT_SEQUENCE)))
     }
 
     /// The oldest live record.
@@ -240,15 +249,22 @@ impl Store {
         if roll {
             let path = self.segment_path(sequence);
             // A file of this name can only be garbage from a run that died before its ledger
-            // entries were flushed: replaced by the spare, or truncated. A spare's old bytes
-            // past what this segment writes are never read: only ledger entries lead into a
-            // segment, and each is checksummed.
-            let file = match appender.spares.pop() {
-                Some(spare) => {
-                    let spare_path = self.segment_path(spare);
-                    std::fs::rename(&spare_path, &path).map_err(io(&spare_path))?;
-                    File::options().read(true).write(true).open(&path)
+            // entries were flushed: replaced by the spare, or truncated. A spare's old records
+            // are never taken for new ones: a record carries its sequence number, which must
+            // match the ledger entry that leads to it.
+            let reused = appender.spares.pop().and_then(|spare| {
+                let spare_path = self.segment_path(spare);
+                match std::fs::rename(&spare_path, &path) {
+                    Ok(()) => Some(()),
+                    Err(e) => {
+                        tracing::warn!(path = %spare_path.display(), error = %e, "cannot reuse a drained disk buffer segment; deleting it");
+                        let _ = std::fs::remove_file(&spare_path);
+                        None
+                    }
                 }
+            });
+            let file = match reused {
+                Some(()) => File::options().read(true).write(true).open(&path),
                 None => File::options()
                     .create(true)
                     .truncate(true)
@@ -276,7 +292,12 @@ impl Store {
             });
         };
         let path = || self.segment_path(segment.id);
-        segment.file.write_all(record).map_err(|e| io(&path())(e))?;
+        // At the segment's logical end, not the file position: after a failed (partial) write
+        // the next record still lands where its ledger entry will say.
+        segment
+            .file
+            .write_all_at(record, segment.len)
+            .map_err(|e| io(&path())(e))?;
         let location = Location {
             segment: segment.id,
             offset: segment.len,
@@ -304,9 +325,15 @@ impl Store {
         let Some((_, file)) = handle.as_ref() else {
             return Err(BufferError::NotABuffer { path });
         };
+        let len = location.len as usize;
+        // A ledger entry pointing past the end (a corrupt entry, or bytes lost with a crash)
+        // must not make us allocate up to 4 GiB first.
+        let file_len = file.metadata().map_err(io(&path))?.len();
+        if location.offset.saturating_add(u64::from(location.len)) > file_len {
+            return Err(io(&path)(std::io::ErrorKind::UnexpectedEof.into()));
+        }
         // `read_to_end` fills the spare capacity without zeroing it first (a memset of every
         // record showed in profiles); `read_exact_at` would need it initialised.
-        let len = location.len as usize;
         record.clear();
         record.reserve(len);
         let mut file: &File = file;
@@ -393,11 +420,9 @@ impl Store {
     /// (A ledger entry that reaches the disk before its segment bytes, on power loss, points
     /// at bytes that fail their checksum, or, in a reused segment file, at an intact older
     /// record whose sequence number differs from the entry's: either way reported as corrupt;
-    /// its events were never acknowledged.)
-    pub(crate) fn sync(&self, totals: Totals) -> Result<(), BufferError> {
-        let sync_error = |e: std::io::Error| BufferError::Sync {
-            reason: e.to_string(),
-        };
+    /// its events were never acknowledged.) `next_sequence` is kept as the high-water mark of
+    /// the numbering.
+    pub(crate) fn sync(&self, totals: Totals, next_sequence: u64) -> Result<(), BufferError> {
         // Not under the appender's lock: settling records (on librdkafka's delivery thread)
         // takes it to delete drained segments, and must not wait for a disk flush.
         let (rolled, current, renamed) = {
@@ -405,17 +430,28 @@ impl Store {
             let current = appender.current.as_ref().map(|s| s.file.try_clone()).transpose();
             (
                 std::mem::take(&mut appender.unsynced),
-                current.map_err(sync_error)?,
+                current,
                 std::mem::take(&mut appender.renamed),
             )
         };
-        for file in rolled.iter().chain(current.iter()) {
-            file.sync_data().map_err(sync_error)?;
-        }
-        if renamed {
-            File::open(self.dir.join(SEGMENT_DIR))
-                .and_then(|dir| dir.sync_all())
-                .map_err(sync_error)?;
+        let synced = current.and_then(|current| {
+            for file in rolled.iter().chain(current.iter()) {
+                file.sync_data()?;
+            }
+            if renamed {
+                File::open(self.dir.join(SEGMENT_DIR))?.sync_all()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = synced {
+            // Still due: the next commit tries again rather than acknowledging records in a
+            // file whose data or name never reached the disk.
+            let mut appender = lock(&self.appender);
+            appender.renamed |= renamed;
+            appender.unsynced.extend(rolled);
+            return Err(BufferError::Sync {
+                reason: e.to_string(),
+            });
         }
         let sled_error = |e: sled::Error| BufferError::Sync {
             reason: e.to_string(),
@@ -426,9 +462,14 @@ impl Store {
         self.meta
             .insert(META_EVENTS, &totals.events.to_be_bytes())
             .map_err(sled_error)?;
+        self.meta
+            .insert(META_NEXT_SEQUENCE, &next_sequence.to_be_bytes())
+            .map_err(sled_error)?;
         // sled's flush writes its log buffers to the file but does not fsync it.
         self.ledger.flush().map_err(sled_error)?;
-        self.sled_file.sync_data().map_err(sync_error)
+        self.sled_file.sync_data().map_err(|e| BufferError::Sync {
+            reason: e.to_string(),
+        })
     }
 
     /// Bytes of the ledger and the segment files (spares included).
