@@ -178,7 +178,12 @@ pub fn run(args: &[&str]) -> Result<()> {
         }
     }
     progress.finish_and_clear();
-    let table = table(&contenders, &results, options.events, input_bytes);
+    let table = format!(
+        "{}\n{}\n{}",
+        table(&contenders, &results, options.events, input_bytes),
+        ratios_table(&contenders, &results),
+        targets_table(&results, options.events)
+    );
     println!("\n{table}");
     if options.write_docs {
         write_docs(&table, &options, args)?;
@@ -457,6 +462,124 @@ fn table(
             "| {} | {:.0} | {:.1} | {:.2} | {:.1} | {:.2} | {} | {} | {} |",
             c.name, rate, mib, cpu, rss, broker, delivered, vs_rate, vs_cpu
         );
+    }
+    out
+}
+
+/// Ratio of `a`'s events/s to `b`'s within each round (their runs were close in time, so most
+/// of a shared machine's drift cancels out): median, lowest, highest.
+fn round_ratios(results: &BTreeMap<String, Vec<Measurement>>, a: &str, b: &str) -> Option<(f64, f64, f64)> {
+    let ratios: Vec<f64> = results
+        .get(a)?
+        .iter()
+        .zip(results.get(b)?)
+        .map(|(a, b)| b.wall / a.wall)
+        .collect();
+    let lowest = ratios.iter().copied().reduce(f64::min)?;
+    let highest = ratios.iter().copied().reduce(f64::max)?;
+    Some((median(ratios), lowest, highest))
+}
+
+/// Every contender against kcat, and the JSON variants against the plain JSON run, round by
+/// round.
+fn ratios_table(contenders: &[Contender], results: &BTreeMap<String, Vec<Measurement>>) -> String {
+    let mut out = String::from(
+        "Events/s ratios round by round (median, range): steadier than ratios of medians when the machine's speed drifts.\n\n| ratio | median | range |\n|---|---|---|\n",
+    );
+    let mut pairs: Vec<(&str, &str)> = contenders
+        .iter()
+        .filter(|c| c.name != "kcat")
+        .map(|c| (c.name.as_str(), "kcat"))
+        .collect();
+    pairs.extend(
+        ["ferry-json-disk", "ferry-json-lz4", "ferry-json-zstd"]
+            .into_iter()
+            .map(|variant| (variant, "ferry-json")),
+    );
+    for (a, b) in pairs {
+        if let Some((mid, lowest, highest)) = round_ratios(results, a, b) {
+            let _ = writeln!(out, "| {a} / {b} | {mid:.2}x | {lowest:.2}-{highest:.2}x |");
+        }
+    }
+    out
+}
+
+/// The targets of the benchmarks issue, checked against this run.
+fn targets_table(results: &BTreeMap<String, Vec<Measurement>>, events: u64) -> String {
+    let millions = events as f64 / 1e6;
+    let rate = |name: &str| {
+        let runs = results.get(name)?;
+        Some(median(runs.iter().map(|m| events as f64 / m.wall).collect()))
+    };
+    let cpu = |name: &str| {
+        let runs = results.get(name)?;
+        Some(median(runs.iter().map(|m| m.cpu / millions).collect()))
+    };
+    let rss = |name: &str| {
+        let runs = results.get(name)?;
+        Some(median(
+            runs.iter().map(|m| m.peak_rss_kib as f64 / 1024.0).collect(),
+        ))
+    };
+    let mut rows: Vec<(String, String, bool)> = Vec::new();
+    if let Some((ratio, ..)) = round_ratios(results, "ferry-text", "kcat") {
+        rows.push((
+            "ferry-text ≥ 0.8x kcat's events/s".into(),
+            format!("{ratio:.2}x (median of rounds)"),
+            ratio >= 0.8,
+        ));
+    }
+    if let (Some(text), Some(kcat)) = (cpu("ferry-text"), cpu("kcat")) {
+        let ratio = text / kcat;
+        rows.push((
+            "ferry-text CPU per M events ≤ 1.5x kcat's".into(),
+            format!("{ratio:.2}x"),
+            ratio <= 1.5,
+        ));
+    }
+    if let Some(json) = rate("ferry-json") {
+        rows.push((
+            "ferry-json ≥ 1 M events/s".into(),
+            format!("{:.2} M", json / 1e6),
+            json >= 1e6,
+        ));
+    }
+    if let Some(json) = cpu("ferry-json") {
+        rows.push((
+            "ferry-json CPU per M events ≤ 2.0 s".into(),
+            format!("{json:.2} s"),
+            json <= 2.0,
+        ));
+    }
+    if let Some((ratio, ..)) = round_ratios(results, "ferry-json-disk", "ferry-json") {
+        rows.push((
+            "disk buffer ≥ 0.7x memory buffer".into(),
+            format!("{ratio:.2}x (median of rounds)"),
+            ratio >= 0.7,
+        ));
+    }
+    let memory_runs: Vec<(&str, f64)> = ["ferry-text", "ferry-json", "ferry-json-lz4", "ferry-json-zstd"]
+        .into_iter()
+        .filter_map(|name| Some((name, rss(name)?)))
+        .collect();
+    if let Some(&(name, peak)) = memory_runs.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        rows.push((
+            "peak RSS ≤ 50 MiB, memory-buffer runs".into(),
+            format!("{peak:.1} MiB at most ({name})"),
+            peak <= 50.0,
+        ));
+    }
+    let scale = if events == 1_000_000 {
+        String::new()
+    } else {
+        format!(" (set for 1,000,000 events; this run had {events}, so start-up weighs more)")
+    };
+    let mut out = format!(
+        "Targets of the benchmarks issue, this run{scale}:\n\n| target | measured | |\n|---|---|---|\n"
+    );
+    for (target, measured, met) in rows {
+        let verdict = if met { "met" } else { "**not met**" };
+        let _ = writeln!(out, "| {target} | {measured} | {verdict} |");
     }
     out
 }

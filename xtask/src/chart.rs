@@ -102,10 +102,12 @@ pub fn from_docs(doc: &Path, png: &Path) -> Result<()> {
     let start = text
         .find("<!-- bench:start -->")
         .context("no benchmark table in the docs")?;
+    // The first table after the marker: its header, separator, then a row per contender.
     let bars: Vec<Bar> = text[start..]
         .lines()
-        .filter(|l| l.starts_with("| ") && !l.starts_with("| contender"))
-        .take_while(|l| !l.contains("bench:end"))
+        .skip_while(|l| !l.starts_with("| contender"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
         .filter_map(|l| {
             let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
             Some(Bar {
