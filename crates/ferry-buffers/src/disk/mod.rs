@@ -54,6 +54,9 @@ const WRITE_QUEUE: usize = 4;
 /// The size a record aims for: large enough that the ledger and the per-record work stay
 /// small, small enough that one record is a reasonable batch in flight to the sink.
 const TARGET_RECORD_BYTES: usize = 256 * 1024;
+/// Reads of a record that fail with an I/O error before it is skipped as corrupt, one second
+/// apart: long enough for a transient shortage (file descriptors, memory) to pass.
+const READ_ATTEMPTS: u32 = if cfg!(test) { 3 } else { 10 };
 /// Batches read ahead for the sink.
 const READ_AHEAD: usize = 2;
 /// Records the writer hands the reader from memory while it keeps up (see the module docs).
@@ -457,15 +460,18 @@ async fn read_loop(shared: Arc<Shared>, io: IoThread, out: mpsc::Sender<Vec<LogE
     // The record read last, and the sequence number the next one starts at.
     let mut cursor: Option<u64> = None;
     let mut expected: Option<u64> = Some(first);
+    // Failed reads of the record after `cursor` in a row (see `READ_ATTEMPTS`).
+    let mut failed_reads = 0;
     loop {
         // Read the flag before looking for records: a record written after a `None` answer
         // was written before the flag was set, so it cannot be missed.
         let writer_done = shared.writer_done.load(Ordering::Acquire);
         let (sequence, location, mut events) = match take_hot(&shared, expected) {
             Some(hot) => (hot.sequence, hot.location, hot.events),
-            None => match read_next(&shared, &io, cursor).await {
+            None => match read_next(&shared, &io, cursor, failed_reads + 1 >= READ_ATTEMPTS).await {
                 ReadNext::Record(sequence, location, events) => (sequence, location, events),
                 ReadNext::Skipped(sequence, location) => {
+                    failed_reads = 0;
                     cursor = Some(sequence);
                     expected = sequence.checked_add(u64::from(location.count));
                     continue;
@@ -479,12 +485,14 @@ async fn read_loop(shared: Arc<Shared>, io: IoThread, out: mpsc::Sender<Vec<LogE
                     continue;
                 }
                 ReadNext::Failed => {
+                    failed_reads += 1;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
                 ReadNext::Stopped => return,
             },
         };
+        failed_reads = 0;
         cursor = Some(sequence);
         expected = sequence.checked_add(u64::from(location.count));
         let settled = shared.clone();
@@ -535,14 +543,17 @@ enum Unread {
     /// Gone or damaged for good (missing bytes, a bad checksum, stale bytes): skipped and
     /// deleted.
     Corrupt(String),
-    /// Not readable now (an I/O error) or not by this build (a newer format): kept, and tried
-    /// again, since deleting it would lose acknowledged events.
+    /// Not readable now (an I/O error: for `READ_ATTEMPTS` seconds) or not by this build (a
+    /// newer format: until a newer build reads it): kept and tried again, since deleting it
+    /// would lose acknowledged events.
     Retry(String),
 }
 
 /// Reads the record after `cursor` from disk. It is decoded on the read thread too: the tokio
-/// workers run the sink, the stage every event waits for.
-async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> ReadNext {
+/// workers run the sink, the stage every event waits for. With `last_attempt`, a record that
+/// still cannot be read (an I/O error) is skipped as corrupt rather than tried again: a
+/// failing sector must not hold up everything behind it for good.
+async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>, last_attempt: bool) -> ReadNext {
     let lookup = shared.clone();
     let read = io
         .run(move || {
@@ -569,6 +580,9 @@ async fn read_next(shared: &Arc<Shared>, io: &IoThread, cursor: Option<u64>) -> 
                 {
                     Err(Unread::Corrupt(format!("{}: {source}", path.display())))
                 }
+                Err(e) if last_attempt => Err(Unread::Corrupt(format!(
+                    "{e} (still failing after {READ_ATTEMPTS} attempts)"
+                ))),
                 Err(e) => Err(Unread::Retry(e.to_string())),
             };
             Ok::<_, BufferError>(Some((sequence, location, decoded)))

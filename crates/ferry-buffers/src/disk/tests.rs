@@ -306,6 +306,32 @@ async fn a_record_whose_segment_file_is_gone_is_skipped_as_delivered() {
 }
 
 #[tokio::test]
+async fn a_record_that_keeps_failing_to_read_is_skipped_after_a_few_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (writer, _reader) = open_buffer(dir.path(), 1 << 30, WhenFull::Block);
+        write_durably(&writer, std::iter::once(0..3)).await;
+    }
+    {
+        // A directory where the segment was: opening it works, reading fails (EISDIR), an
+        // I/O error that is neither "gone" nor "short".
+        let store = reopen_store(dir.path(), MIN_SEGMENT_BYTES).await;
+        let (_, first) = store.first().unwrap().unwrap();
+        let path = store.segment_path(first.segment);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+    }
+    let metrics = Arc::new(SinkMetrics::default());
+    let started = std::time::Instant::now();
+    let (writer, mut reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
+    drop(writer);
+    assert_eq!(remaining_ids(&mut reader).await, Vec::<u64>::new());
+    assert_eq!(metrics.rejected.load(Ordering::Relaxed), 3);
+    // Tried READ_ATTEMPTS times, a second apart, before giving up.
+    assert!(started.elapsed() >= Duration::from_secs(u64::from(READ_ATTEMPTS - 1)));
+}
+
+#[tokio::test]
 async fn sequence_numbers_do_not_repeat_once_the_newest_records_left_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let record = |sequence: u64| {
