@@ -10,12 +10,13 @@ use ferry_core::{BoxError, EventStream, LogEvent, SinkMetrics, SinkRunner};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::Producer as _;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::client::Producer;
 use crate::context::{DeliveryHandle, Failure, RetryRecord, SinkShared, classify};
-use crate::record::RecordBuilder;
+use crate::record::{RecordBuilder, RecordParts};
 use crate::topic::{NotQueued, OutgoingRecord, TopicProducer};
 
 /// The least time between two rounds of resending failed records, so an outage that fails
@@ -124,7 +125,7 @@ impl KafkaSink {
         }
         for mut event in events.by_ref() {
             let mut finalizer = DeliveryHandle(event.take_finalizer());
-            let parts = match self.records.build(&event, buf) {
+            let mut parts = match self.records.build(&event, buf) {
                 Ok(parts) => parts,
                 Err(e) => {
                     self.shared
@@ -132,13 +133,8 @@ impl KafkaSink {
                     continue;
                 }
             };
-            let outgoing = OutgoingRecord {
-                topic: &parts.topic,
-                key: parts.key.as_deref(),
-                payload: parts.payload,
-                headers: parts.headers,
-                timestamp: parts.timestamp,
-            };
+            let headers = parts.headers.take();
+            let outgoing = outgoing(&parts, headers);
             // Counted before `send`: the delivery report may arrive before `send` returns.
             // A record stays counted until it is delivered or rejected, retries included.
             SinkMetrics::add(&self.metrics.in_flight, 1);
@@ -169,13 +165,8 @@ impl KafkaSink {
                 return;
             }
         };
-        let outgoing = OutgoingRecord {
-            topic: &parts.topic,
-            key: parts.key.as_deref(),
-            payload: parts.payload,
-            headers,
-            timestamp: parts.timestamp,
-        };
+        // The headers librdkafka handed back, not the rebuilt ones.
+        let outgoing = outgoing(&parts, headers);
         let sent = match self.after_refusal(&error).await {
             Ok(()) => self.produce(outgoing, finalizer, true).await,
             Err(()) => Err((error, finalizer)),
@@ -287,5 +278,17 @@ impl KafkaSink {
         self.shared.waiting_for_room.store(true, Ordering::Release);
         let _ = tokio::time::timeout(ROOM_WAIT, self.shared.room.notified()).await;
         self.shared.waiting_for_room.store(false, Ordering::Release);
+    }
+}
+
+/// The record to hand librdkafka for built `parts`, with `headers` (taken from the parts, or
+/// handed back by a refused send).
+fn outgoing<'a>(parts: &'a RecordParts<'_>, headers: Option<OwnedHeaders>) -> OutgoingRecord<'a> {
+    OutgoingRecord {
+        topic: &parts.topic,
+        key: parts.key.as_deref(),
+        payload: parts.payload,
+        headers,
+        timestamp: parts.timestamp,
     }
 }
