@@ -115,15 +115,12 @@ pub fn run(args: &[&str]) -> Result<()> {
     };
     let contenders = contenders(&options, kcat_lib.as_deref());
     step(&format!(
-        "{} contenders x {} rounds over {} events ({:.1} MiB); starting tansu (memory storage)",
+        "{} contenders x {} rounds over {} events ({:.1} MiB); a fresh tansu (memory storage) for each run",
         contenders.len(),
         options.rounds,
         options.events,
         input_bytes as f64 / 1048576.0
     ));
-    let broker = Broker::start(&tools.tansu, Storage::Memory)?;
-    let brokers = broker.bootstrap_servers();
-    let broker_pid = broker.pid().context("broker pid")?;
     let release = root().join("target/release");
     let mut results: BTreeMap<String, Vec<Measurement>> = BTreeMap::new();
     let total = contenders.len() * options.rounds;
@@ -139,6 +136,12 @@ pub fn run(args: &[&str]) -> Result<()> {
         for contender in &contenders {
             done += 1;
             progress.set_message(format!("round {round}: {}", contender.name));
+            // tansu's memory storage keeps every record it was sent and slows down as it grows
+            // (its CPU per event rose through the 35 runs of a 5-round bench): every run gets
+            // an empty broker, so no contender pays for the ones before it.
+            let broker = Broker::start(&tools.tansu, Storage::Memory)?;
+            let brokers = broker.bootstrap_servers();
+            let broker_pid = broker.pid().context("broker pid")?;
             let topic = format!("bench-{}-{round}", contender.name);
             broker.create_topic(&topic, 3)?;
             let data_dir = bench_dir.join(format!("data-{}-{round}", contender.name));
@@ -603,7 +606,7 @@ fn write_docs(table: &str, options: &Options, args: &[&str]) -> Result<()> {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let section = format!(
-        "<!-- bench:start -->\n## End to end: `cargo xtask bench`\n\nCommand: `cargo xtask bench {}` at commit {commit}; {cores} cores ({cpu}); {} events, {} alternating rounds, medians. One tansu 0.6.0 broker (memory storage), topics of 3 partitions; each run's delivered count read back from the topic. kcat is Debian's kcat 1.7.1 running librdkafka 2.12.0 (from the confluent-kafka wheel); raw-rdkafka is `tests/support/bin/raw_producer.rs`: the `rdkafka` crate alone (`ThreadedProducer`, `BaseRecord`) with Ferry's librdkafka settings and no events, codecs or buffers.\n\n{table}\n![events/s and CPU per million events per contender](benchmarks.png)\n\n`cargo xtask bench chart` redraws the picture from this table.\n<!-- bench:end -->",
+        "<!-- bench:start -->\n## End to end: `cargo xtask bench`\n\nCommand: `cargo xtask bench {}` at commit {commit}; {cores} cores ({cpu}); {} events, {} alternating rounds, medians. A fresh tansu 0.6.0 broker (memory storage) for each run, one topic of 3 partitions; each run's delivered count read back from the topic. kcat is Debian's kcat 1.7.1 running librdkafka 2.12.0 (from the confluent-kafka wheel); raw-rdkafka is `tests/support/bin/raw_producer.rs`: the `rdkafka` crate alone (`ThreadedProducer`, `BaseRecord`) with Ferry's librdkafka settings and no events, codecs or buffers.\n\n{table}\n![events/s and CPU per million events per contender](benchmarks.png)\n\n`cargo xtask bench chart` redraws the picture from this table.\n<!-- bench:end -->",
         args.join(" "),
         options.events,
         options.rounds
