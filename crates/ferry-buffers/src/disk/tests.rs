@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 
-use ferry_core::{BatchStatusReceiver, Value};
+use ferry_core::{BatchNotifier, BatchStatusReceiver, Value, WhenFull};
 use futures::StreamExt;
 use proptest::prelude::*;
 
