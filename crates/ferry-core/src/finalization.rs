@@ -78,8 +78,12 @@ impl BatchNotifier {
 
     /// Records a verdict on one event copy; the batch keeps the worst.
     pub fn update(&self, status: DeliveryStatus) {
-        // Only ever raising the value makes concurrent updates commute.
-        self.status.fetch_max(status as u8, Ordering::AcqRel);
+        // `Delivered` is where the value starts and the lowest: nothing to record, and no
+        // atomic write per delivered event on the delivery-report thread.
+        if status != DeliveryStatus::Delivered {
+            // Only ever raising the value makes concurrent updates commute.
+            self.status.fetch_max(status as u8, Ordering::AcqRel);
+        }
     }
 }
 

@@ -22,7 +22,7 @@
 //! build writes version 3 only.
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use ferry_core::{Fields, LogEvent, RawJsonObject, Value};
 
 /// The record format version this build writes.
@@ -161,6 +161,7 @@ pub(crate) fn decode(
     let mut reader = Reader {
         buf: record,
         pos: body,
+        day: None,
     };
     let mut events = Vec::with_capacity(n.min(1 << 16) as usize);
     for _ in 0..n {
@@ -275,6 +276,10 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
 struct Reader<'a> {
     buf: &'a Bytes,
     pos: usize,
+    /// The day of the last timestamp read (days since 1970, and its date): the events of a
+    /// record nearly always share it, and turning a day number into a date was a good part of
+    /// decoding one.
+    day: Option<(i64, NaiveDate)>,
 }
 
 impl Reader<'_> {
@@ -325,9 +330,27 @@ impl Reader<'_> {
     }
 
     fn time(&mut self) -> Result<DateTime<Utc>, CorruptRecord> {
+        const SECONDS_PER_DAY: i64 = 86_400;
+        let out_of_range = CorruptRecord::Malformed("timestamp out of range");
         let secs = i64::from_le_bytes(self.array()?);
         let nanos = u32::from_le_bytes(self.array()?);
-        DateTime::from_timestamp(secs, nanos).ok_or(CorruptRecord::Malformed("timestamp out of range"))
+        let days = secs.div_euclid(SECONDS_PER_DAY);
+        let date = match self.day {
+            Some((day, date)) if day == days => date,
+            _ => {
+                let midnight =
+                    DateTime::from_timestamp(days * SECONDS_PER_DAY, 0).ok_or(out_of_range.clone())?;
+                let date = midnight.date_naive();
+                self.day = Some((days, date));
+                date
+            }
+        };
+        // The remainder is below 86,400; nanoseconds past 10^9 (a leap second) are checked as
+        // `DateTime::from_timestamp` checks them.
+        let time =
+            NaiveTime::from_num_seconds_from_midnight_opt(secs.rem_euclid(SECONDS_PER_DAY) as u32, nanos)
+                .ok_or(out_of_range)?;
+        Ok(NaiveDateTime::new(date, time).and_utc())
     }
 
     fn event(&mut self) -> Result<LogEvent, CorruptRecord> {
@@ -340,7 +363,13 @@ impl Reader<'_> {
                     1 => Some(self.time()?),
                     _ => return Err(CorruptRecord::Malformed("unknown time marker")),
                 };
-                let appended = self.fields(0)?;
+                // Usually nothing was appended: one zero byte.
+                let appended = if self.buf.get(self.pos) == Some(&0) {
+                    self.pos += 1;
+                    Fields::new()
+                } else {
+                    self.fields(0)?
+                };
                 Ok(LogEvent::from_raw_json(RawJsonObject::from_stored(
                     line, timestamp, appended,
                 )))
@@ -470,11 +499,13 @@ mod tests {
         }
 
         #[test]
-        fn raw_json_events_round_trip_still_raw(n in 0i64..1000, with_time in any::<bool>()) {
+        fn raw_json_events_round_trip_still_raw(n in 0i64..1000, with_time in any::<bool>(), with_host in any::<bool>()) {
             let ts = if with_time { r#","timestamp":"2026-11-25T10:00:00Z""# } else { "" };
             let line = Bytes::from(format!(r#"{{"n":{n},"s":"a\"b"{ts}}}"#));
             let mut object = RawJsonObject::scan(line).unwrap().object;
-            object.append("host", Value::from("h"));
+            if with_host {
+                object.append("host", Value::from("h"));
+            }
             let events = vec![LogEvent::from_raw_json(object.clone()), LogEvent::from_message("plain")];
             let mut buf = Vec::new();
             encode(&events, 0, &mut buf);
@@ -482,6 +513,33 @@ mod tests {
             prop_assert_eq!(decoded[0].raw_json(), Some(&object));
             prop_assert!(decoded[1].raw_json().is_none());
             prop_assert_eq!(decoded, events);
+        }
+
+        #[test]
+        fn timestamps_read_back_as_chrono_builds_them(
+            times in proptest::collection::vec((-8_000_000_000_000i64..8_000_000_000_000, 0u32..2_000_000_000), 1..6),
+            same_day in any::<bool>(),
+        ) {
+            // Nearby seconds share the reader's cached day; far apart ones do not. Leap-second
+            // nanoseconds are valid only in a minute's last second, as chrono has it.
+            let times: Vec<(i64, u32)> = if same_day {
+                times.iter().map(|&(s, n)| (times[0].0 - times[0].0.rem_euclid(86_400) + s.rem_euclid(86_400), n)).collect()
+            } else {
+                times
+            };
+            let mut buf = Vec::new();
+            for &(secs, nanos) in &times {
+                buf.extend_from_slice(&secs.to_le_bytes());
+                buf.extend_from_slice(&nanos.to_le_bytes());
+            }
+            let buf = Bytes::from(buf);
+            let mut reader = Reader { buf: &buf, pos: 0, day: None };
+            for &(secs, nanos) in &times {
+                match DateTime::from_timestamp(secs, nanos) {
+                    Some(expected) => prop_assert_eq!(reader.time(), Ok(expected)),
+                    None => prop_assert!(reader.time().is_err()),
+                }
+            }
         }
 
         #[test]
