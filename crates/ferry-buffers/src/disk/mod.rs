@@ -98,6 +98,8 @@ struct Shared {
     /// A record was written, or the writer is done: the read thread may have more to do.
     appended: Wakeup,
     writer_done: AtomicBool,
+    /// The sink's end was dropped: nothing will be delivered, or make room, in this run.
+    reader_gone: AtomicBool,
     /// The latest stored records with their events, oldest first (see the module docs).
     hot: Mutex<VecDeque<HotRecord>>,
     /// Buffers for the records the reader reads back.
@@ -158,17 +160,26 @@ impl DiskWriter {
 
 /// Reads a disk buffer in order; ends when every writer is gone and everything written has
 /// been handed out.
-#[derive(Debug)]
 pub struct DiskReader {
     rx: mpsc::Receiver<Vec<LogEvent>>,
-    /// The read thread, woken when this is dropped so that it stops at once.
-    thread: std::thread::Thread,
+    /// Told when this is dropped, so that the threads stop at once.
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for DiskReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskReader").finish_non_exhaustive()
+    }
 }
 
 impl Drop for DiskReader {
     fn drop(&mut self) {
         self.rx.close();
-        self.thread.unpark();
+        self.shared.reader_gone.store(true, Ordering::Release);
+        // The read thread may sleep until the next append, the write thread until a record is
+        // deleted: neither comes now.
+        self.shared.appended.wake();
+        self.shared.space.wake();
     }
 }
 
@@ -206,6 +217,7 @@ pub(crate) fn open(
         space: Wakeup::default(),
         appended: Wakeup::default(),
         writer_done: AtomicBool::new(false),
+        reader_gone: AtomicBool::new(false),
         hot: Mutex::new(VecDeque::with_capacity(HOT_RECORDS)),
         records: Arc::default(),
         earlier_runs_below: next_sequence,
@@ -237,7 +249,7 @@ pub(crate) fn open(
         "ferry-disk-read",
         Box::new(move || reader::read_loop(read_shared, out_tx, first)),
     )?;
-    shared.appended.register(reader_thread.clone());
+    shared.appended.register(reader_thread);
     let write_thread = WriteThread {
         shared: shared.clone(),
         commits,
@@ -248,13 +260,7 @@ pub(crate) fn open(
     };
     let writer_thread = spawn("ferry-disk-write", Box::new(move || write_thread.run(in_rx)))?;
     shared.space.register(writer_thread);
-    Ok((
-        DiskWriter { tx: in_tx },
-        DiskReader {
-            rx: out_rx,
-            thread: reader_thread,
-        },
-    ))
+    Ok((DiskWriter { tx: in_tx }, DiskReader { rx: out_rx, shared }))
 }
 
 /// What `ferry buffer inspect` and `ferry buffer check` report.

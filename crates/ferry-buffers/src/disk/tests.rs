@@ -196,6 +196,46 @@ async fn a_blocked_writer_resumes_when_the_sink_frees_space() {
 }
 
 #[tokio::test]
+async fn a_blocked_writer_lets_go_when_the_sink_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, reader) = open_buffer(dir.path(), 12 * 1024, WhenFull::Block);
+    write_durably(&writer, std::iter::once(0..300)).await;
+    let (second, second_status) = tracked(300..600);
+    writer.write(second).await.unwrap();
+    let mut second_status = Box::pin(second_status);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut second_status)
+            .await
+            .is_err(),
+        "blocked while full"
+    );
+    drop(reader);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), second_status)
+            .await
+            .expect("the blocked batch is settled once the sink is gone"),
+        DeliveryStatus::Errored
+    );
+    // Its threads end and release the buffer, which still holds the first batch.
+    drop(writer);
+    let mut reopened = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Ok(buffer) = open(
+            dir.path(),
+            &config(12 * 1024, WhenFull::Block),
+            Arc::new(SinkMetrics::default()),
+        ) {
+            reopened = Some(buffer);
+            break;
+        }
+    }
+    let (writer, mut reader) = reopened.expect("reopens once the old threads are gone");
+    drop(writer);
+    assert_eq!(remaining_ids(&mut reader).await, (0..300).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn big_batches_are_split_into_several_records() {
     let dir = tempfile::tempdir().unwrap();
     let (writer, mut reader) = open_buffer(dir.path(), 1 << 30, WhenFull::Block);

@@ -165,6 +165,12 @@ impl WriteThread {
                     }
                     return;
                 }
+                WhenFull::Block if self.shared.reader_gone.load(Ordering::Acquire) => {
+                    // No room will come in this run (the sink is gone, the process stops):
+                    // dropping the finalizers reports these events as not delivered, and the
+                    // thread can end and release the buffer.
+                    return;
+                }
                 WhenFull::Block => {
                     // Never hold back the acknowledgement of what is already written while
                     // waiting for the sink to make room.
