@@ -111,7 +111,8 @@ pub fn disk_buffer_dir(data_dir: &Path, sink_id: &str) -> PathBuf {
 }
 
 /// Creates the buffer `config` describes; a disk buffer lives in `dir`. Counters go to
-/// `metrics`. Must be called inside a tokio runtime (a disk buffer starts tasks).
+/// `metrics`. A disk buffer starts threads of its own, which end once both of its ends are
+/// dropped.
 pub fn build(
     config: &BufferConfig,
     dir: &Path,

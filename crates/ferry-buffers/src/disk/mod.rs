@@ -58,7 +58,7 @@ use store::{Location, Store, Totals};
 use wakeup::Wakeup;
 use writer::{Commits, WriteThread};
 
-/// Batches queued between writers and the disk writer task.
+/// Batches queued between the writers and the write thread.
 const WRITE_QUEUE: usize = 4;
 /// The size a record aims for: large enough that the ledger and the per-record work stay
 /// small, small enough that one record is a reasonable batch in flight to the sink.
