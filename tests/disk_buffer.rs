@@ -114,6 +114,8 @@ fn disk_buffered_events_stay_on_disk_at_the_shutdown_deadline_and_exit_is_0() {
     let err = stderr(&output);
     assert!(output.status.success(), "{err}");
     assert!(err.contains("stay in the disk buffer"), "{err}");
+    // Counted once, though the sink holds them in flight as well.
+    assert!(err.contains("unconfirmed=3"), "{err}");
 
     let data_dir = config.dir.path().join("data");
     let inspect = std::process::Command::new(ferry_e2e::ferry_bin())
