@@ -95,17 +95,18 @@ impl KafkaSink {
                 },
             }
         }
-        // Everything is confirmed; this only tidies librdkafka's own state.
+        // Everything is confirmed. What is left only tidies librdkafka's state, and it waits:
+        // a flush polls for 100 ms whenever an event (a log line, an error) is still queued,
+        // and dropping the last handle joins rdkafka's polling thread, which finishes its
+        // current 100 ms poll first. That was 25-200 ms at every exit, where kcat's whole run
+        // of one line takes 10 ms. So the run ends now, and the client is flushed and closed
+        // on a thread of its own (or is simply gone with the process).
         let producer = self.producer.clone();
-        let flushed = producer.clone();
-        let _ = tokio::task::spawn_blocking(move || flushed.flush(Duration::from_secs(5))).await;
-        // Dropping the last handle joins rdkafka's polling thread, which finishes its current
-        // 100 ms poll first, and then librdkafka's own threads: 25-100 ms on every exit, where
-        // kcat's whole run of one line takes 10 ms. Nothing is left to deliver, so the run
-        // ends now and the client closes on a thread of its own (or is simply gone with the
-        // process).
         drop(self);
-        let close = move || drop(producer);
+        let close = move || {
+            let _ = producer.flush(Duration::from_secs(5));
+            drop(producer);
+        };
         if let Err(e) = std::thread::Builder::new()
             .name("ferry-kafka-close".into())
             .spawn(close)
