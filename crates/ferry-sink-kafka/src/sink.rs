@@ -79,7 +79,7 @@ impl KafkaSink {
                 // Woken by the delivery report that settles the last record (polling every
                 // 20 ms added 10 ms to every run's exit on average), or when retries are due.
                 let deadline = next_round.unwrap_or_else(|| tokio::time::Instant::now() + LAST_DELIVERY_WAIT);
-                self.wait_for_in_flight_at_most(0, deadline).await;
+                self.wait_for_last_delivery(deadline).await;
                 continue;
             }
             tokio::select! {
@@ -290,22 +290,29 @@ impl KafkaSink {
     /// record whenever the broker was the bottleneck: measured, ferry's CPU per event doubled.
     async fn wait_for_room(&self) {
         let in_flight = self.metrics.in_flight.load(Ordering::Acquire);
-        self.wait_for_in_flight_at_most(in_flight - in_flight / 4, tokio::time::Instant::now() + ROOM_WAIT)
-            .await;
+        self.wake_at_in_flight(in_flight - in_flight / 4);
+        let _ = tokio::time::timeout(ROOM_WAIT, self.shared.room.notified()).await;
+        self.shared.waiting_for_room.store(false, Ordering::Release);
     }
 
-    /// Waits until delivery reports bring the in-flight count to `target` or below, or until
-    /// `deadline`; may return early (callers look again).
-    async fn wait_for_in_flight_at_most(&self, target: u64, deadline: tokio::time::Instant) {
-        self.shared.resume_below.store(target, Ordering::Release);
-        self.shared.waiting_for_room.store(true, Ordering::Release);
-        // A report that came between the caller's look and this flag would not wake us. (The
+    /// Waits for the delivery report that settles the last record in flight, or `deadline`;
+    /// may return early (the caller looks again).
+    async fn wait_for_last_delivery(&self, deadline: tokio::time::Instant) {
+        self.wake_at_in_flight(0);
+        // A report that came between the caller's look and the flag would not wake us. (The
         // flag and the count are not one atomic step, so a report can still slip through
         // unseen: the deadline bounds that rare wait.)
-        if self.metrics.in_flight.load(Ordering::Acquire) > target {
+        if self.metrics.in_flight.load(Ordering::Acquire) > 0 {
             let _ = tokio::time::timeout_at(deadline, self.shared.room.notified()).await;
         }
         self.shared.waiting_for_room.store(false, Ordering::Release);
+    }
+
+    /// Asks the delivery-report thread to wake the sink once the in-flight count is at
+    /// `target` or below.
+    fn wake_at_in_flight(&self, target: u64) {
+        self.shared.resume_below.store(target, Ordering::Release);
+        self.shared.waiting_for_room.store(true, Ordering::Release);
     }
 }
 

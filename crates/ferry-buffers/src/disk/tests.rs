@@ -159,21 +159,30 @@ async fn drop_newest_at_max_size_counts_and_reports_the_dropped() {
     assert_eq!(metrics.dropped.load(Ordering::Relaxed), 300);
 }
 
+/// Writes `ids` into a full buffer and checks that their acknowledgement waits for room.
+async fn write_until_blocked(
+    writer: &DiskWriter,
+    ids: std::ops::Range<u64>,
+) -> std::pin::Pin<Box<BatchStatusReceiver>> {
+    let (events, status) = tracked(ids);
+    writer.write(events).await.unwrap();
+    let mut status = Box::pin(status);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut status)
+            .await
+            .is_err(),
+        "blocked while full"
+    );
+    status
+}
+
 #[tokio::test]
 async fn a_blocked_writer_resumes_when_the_sink_frees_space() {
     let dir = tempfile::tempdir().unwrap();
     let (writer, mut reader) = open_buffer(dir.path(), 12 * 1024, WhenFull::Block);
     let (first, _) = tracked(0..300);
     writer.write(first).await.unwrap();
-    let (second, second_status) = tracked(300..600);
-    writer.write(second).await.unwrap();
-    let mut second_status = Box::pin(second_status);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut second_status)
-            .await
-            .is_err(),
-        "blocked while full"
-    );
+    let second_status = write_until_blocked(&writer, 300..600).await;
     // The first batch may have been stored as several records: acknowledge all of it.
     let mut freed = 0;
     while freed < 300 {
@@ -200,15 +209,7 @@ async fn a_blocked_writer_lets_go_when_the_sink_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let (writer, reader) = open_buffer(dir.path(), 12 * 1024, WhenFull::Block);
     write_durably(&writer, std::iter::once(0..300)).await;
-    let (second, second_status) = tracked(300..600);
-    writer.write(second).await.unwrap();
-    let mut second_status = Box::pin(second_status);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut second_status)
-            .await
-            .is_err(),
-        "blocked while full"
-    );
+    let second_status = write_until_blocked(&writer, 300..600).await;
     drop(reader);
     assert_eq!(
         tokio::time::timeout(Duration::from_secs(5), second_status)
