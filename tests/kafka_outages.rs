@@ -145,7 +145,7 @@ fn outage_longer_than_message_timeout_is_retried_not_lost() {
 }
 
 #[test]
-fn unconfirmed_events_at_the_shutdown_deadline_are_reported_and_exit_1() {
+fn unconfirmed_events_at_the_shutdown_deadline_become_dead_letters_and_exit_1() {
     let port = ferry_tansu::free_port().unwrap();
     let config = ConfigDir::stdin_to_kafka(&format!("127.0.0.1:{port}"), "t", "healthcheck = false");
     let output = run_with_input(
@@ -156,8 +156,22 @@ fn unconfirmed_events_at_the_shutdown_deadline_are_reported_and_exit_1() {
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     assert!(
-        err.contains("shutdown deadline passed") && err.contains("unconfirmed=3"),
+        err.contains("shutdown deadline passed") && err.contains("dead_lettered=3"),
         "{err}"
     );
     assert_eq!(summary_counter(&err, "kafka", "delivered"), Some(0));
+    assert_eq!(summary_counter(&err, "kafka", "dead_lettered"), Some(3));
+    let letters = config.dead_letters("kafka");
+    let mut payloads: Vec<&[u8]> = letters.iter().map(|l| l.payload.as_slice()).collect();
+    payloads.sort();
+    assert_eq!(
+        payloads,
+        [&b"one"[..], b"three", b"two"],
+        "sent = delivered + dead-lettered"
+    );
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.reason == ferry_dead_letter::DeadLetterReason::Shutdown)
+    );
 }

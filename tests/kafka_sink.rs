@@ -5,21 +5,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use ferry_e2e::{ConfigDir, TestKafka, read_topic, run_with_input, stderr, summary_counter};
+use ferry_e2e::{ConfigDir, TestKafka, read_topic, run_with_input, stderr, summary_counter, unique};
 
 const IDLE: Duration = Duration::from_millis(1500);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-            % 1_000_000_000
-    )
-}
 
 #[test]
 fn ten_thousand_json_events_arrive_with_content_keys_headers_and_templated_topics() {
@@ -160,6 +148,10 @@ encoding.only_fields = ["message", "unit"]
         err.contains("missing field `unit`"),
         "the warning names the field: {err}"
     );
+    let letters = config.dead_letters("kafka");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, ferry_dead_letter::DeadLetterReason::Template);
+    assert_eq!(letters[0].payload, b"message=\"no unit\"");
     let records = read_topic(kafka.bootstrap_servers(), &format!("{base}-a"), 2, IDLE);
     let mut payloads: Vec<&str> = records.iter().map(|r| r.payload_str()).collect();
     payloads.sort();
@@ -183,8 +175,16 @@ fn a_record_over_message_max_bytes_is_rejected_and_the_stream_goes_on() {
     assert_eq!(summary_counter(&err, "kafka", "rejected"), Some(1), "{err}");
     assert_eq!(summary_counter(&err, "kafka", "delivered"), Some(2), "{err}");
     assert!(
-        err.contains("event rejected") && err.to_lowercase().contains("too large"),
+        err.contains("dead-letter") && err.to_lowercase().contains("too large"),
         "the cause is named: {err}"
+    );
+    let letters = config.dead_letters("kafka");
+    assert_eq!(letters.len(), 1, "the rejected record is kept as a dead letter");
+    assert_eq!(letters[0].reason, ferry_dead_letter::DeadLetterReason::TooLarge);
+    assert_eq!(
+        letters[0].payload,
+        "x".repeat(5000).into_bytes(),
+        "payload intact"
     );
     let records = read_topic(kafka.bootstrap_servers(), &topic, 2, IDLE);
     let mut payloads: Vec<&str> = records.iter().map(|r| r.payload_str()).collect();

@@ -71,6 +71,17 @@ impl ConfigDir {
         ))
     }
 
+    /// The dead letters a sink wrote under this directory's `data_dir`, oldest first.
+    pub fn dead_letters(&self, sink: &str) -> Vec<ferry_dead_letter::DeadLetter> {
+        let dir = ferry_dead_letter::default_dir(&self.dir.path().join("data"), sink);
+        let files = ferry_dead_letter::list_files(&dir).expect("dead-letter files are listed");
+        files
+            .iter()
+            .flat_map(|f| ferry_dead_letter::read_file(&f.path).expect("dead-letter file reads"))
+            .map(|line| line.expect("every dead-letter line parses"))
+            .collect()
+    }
+
     /// The configuration file.
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("ferry.toml")
@@ -140,6 +151,15 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         std::thread::sleep(Duration::from_millis(50));
     }
     condition()
+}
+
+/// A name no other test (or earlier run against the same cluster) uses: `prefix-PID-NANOS`.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() % 1_000_000_000)
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 /// Standard error as text.

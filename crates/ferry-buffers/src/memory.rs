@@ -65,11 +65,12 @@ impl MemoryWriter {
             let wanted = events.len();
             let granted = match self.when_full {
                 WhenFull::Block => {
-                    let permit = self
-                        .room
-                        .acquire_many(wanted as u32)
-                        .await
-                        .map_err(|_| SendClosed)?;
+                    let Ok(permit) = self.room.acquire_many(wanted as u32).await else {
+                        // The sink is gone (its reader closed the room): these copies end
+                        // here, counted, and their sources hear `Errored` as they drop.
+                        self.count_dropped(events.len() + rest.len());
+                        return Err(SendClosed);
+                    };
                     permit.forget();
                     wanted
                 }
@@ -89,12 +90,18 @@ impl MemoryWriter {
                 SinkMetrics::add(&self.metrics.buffered, n);
                 if let Err(mpsc::error::SendError(returned)) = self.tx.send(events) {
                     SinkMetrics::sub(&self.metrics.buffered, returned.len() as u64);
+                    SinkMetrics::sub(&self.metrics.received, returned.len() as u64);
+                    self.count_dropped(returned.len() + rest.len());
                     return Err(SendClosed);
                 }
             }
             events = rest;
         }
         Ok(())
+    }
+
+    fn count_dropped(&self, events: usize) {
+        SinkMetrics::add(&self.metrics.dropped, events as u64);
     }
 
     fn take_available_room(&self, wanted: usize) -> usize {
@@ -124,6 +131,23 @@ impl Stream for MemoryReader {
                 Poll::Ready(Some(batch))
             }
             other => other,
+        }
+    }
+}
+
+impl Drop for MemoryReader {
+    /// The sink is gone (it failed, or the run ended): writers waiting for room must not wait
+    /// forever, and the events still queued are dropped, counted.
+    fn drop(&mut self) {
+        self.room.close();
+        self.rx.close();
+        while let Ok(batch) = self.rx.try_recv() {
+            let n = batch.len() as u64;
+            SinkMetrics::sub(&self.metrics.buffered, n);
+            SinkMetrics::add(&self.metrics.dropped, n);
+            for event in batch {
+                event.settle(DeliveryStatus::Errored);
+            }
         }
     }
 }
@@ -175,6 +199,31 @@ mod tests {
         assert_eq!(r.next().await.unwrap().len(), 2);
         pending.await.unwrap().unwrap();
         assert_eq!(r.next().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_writer_waiting_for_room_lets_go_once_the_reader_is_gone() {
+        let metrics = Arc::new(SinkMetrics::default());
+        let (w, r) = channel(2, WhenFull::Block, metrics.clone()).unwrap();
+        w.write(events(2)).await.unwrap();
+        let w2 = w.clone();
+        let mut pending = tokio::spawn(async move { w2.write(events(3)).await });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut pending)
+                .await
+                .is_err(),
+            "should block while full"
+        );
+        drop(r);
+        let result = tokio::time::timeout(Duration::from_secs(5), pending)
+            .await
+            .expect("the blocked writer returns")
+            .unwrap();
+        assert_eq!(result, Err(SendClosed));
+        assert_eq!(w.write(events(1)).await, Err(SendClosed));
+        // 2 queued when the reader went, 3 blocked, 1 written after.
+        assert_eq!(metrics.dropped.load(Ordering::Relaxed), 6);
+        assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

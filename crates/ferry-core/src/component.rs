@@ -180,8 +180,15 @@ pub struct SinkContext {
     pub id: String,
     /// Its counters.
     pub metrics: Arc<SinkMetrics>,
-    /// The global data directory (for state such as disk buffers).
+    /// The global data directory (for state such as disk buffers and dead letters).
     pub data_dir: PathBuf,
+    /// Cancelled when the shutdown deadline has passed: the sink stops waiting for its
+    /// destination, hands what it still holds to its dead-letter destination (memory buffer)
+    /// or leaves it to its disk buffer, and returns promptly.
+    pub deadline: CancellationToken,
+    /// Whether the sink's buffer is on disk: events it cannot confirm by the deadline then
+    /// stay there for the next start instead of going to dead letters.
+    pub durable_buffer: bool,
 }
 
 /// A built sink, waiting for its input.
@@ -213,4 +220,38 @@ pub trait SinkConfig: std::fmt::Debug + Send + Sync {
     /// Builds the sink and its health check. Must not touch the network: the health check
     /// does that.
     fn build(&self, cx: SinkContext) -> Result<(Box<dyn SinkRunner>, Healthcheck), BoxError>;
+
+    /// Sends the sink's dead letters again (`ferry dead-letter replay`), once the operator has
+    /// fixed what made them fail. Blocking; called while no pipeline runs. A sink that keeps
+    /// no dead letters keeps this default.
+    fn replay_dead_letters(&self, request: &ReplayRequest) -> Result<ReplayReport, BoxError> {
+        let _ = request;
+        Err("this sink type keeps no dead letters".into())
+    }
+}
+
+/// What `ferry dead-letter replay` asks of one sink.
+#[derive(Clone, Debug)]
+pub struct ReplayRequest {
+    /// The sink's ID.
+    pub id: String,
+    /// The global data directory.
+    pub data_dir: PathBuf,
+    /// Send every letter to this destination (a topic) instead of its own.
+    pub destination: Option<String>,
+}
+
+/// What a replay did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Letters read.
+    pub letters: u64,
+    /// Letters the destination confirmed (and removed from the dead-letter files).
+    pub delivered: u64,
+    /// Letters that failed again and stay in the dead-letter files, with the first cause.
+    pub failed: u64,
+    /// The first failure's cause, if any.
+    pub first_failure: Option<String>,
+    /// Lines that could not be read, left in place.
+    pub unreadable: u64,
 }

@@ -14,8 +14,10 @@ pub struct SinkMetrics {
     pub retried: AtomicU64,
     /// Events refused for good (template error, too large, invalid).
     pub rejected: AtomicU64,
-    /// Events a full `drop_newest` buffer dropped.
+    /// Events a full `drop_newest` buffer dropped, or copies meant for a sink that had failed.
     pub dropped: AtomicU64,
+    /// Events written to the sink's dead-letter destination (a subset of `rejected`).
+    pub dead_lettered: AtomicU64,
     /// Events waiting in the buffer right now.
     pub buffered: AtomicU64,
     /// Events handed to the destination and not yet confirmed.
@@ -35,6 +37,8 @@ pub struct SinkMetricsSnapshot {
     pub rejected: u64,
     /// See [`SinkMetrics::dropped`].
     pub dropped: u64,
+    /// See [`SinkMetrics::dead_lettered`].
+    pub dead_lettered: u64,
     /// See [`SinkMetrics::buffered`].
     pub buffered: u64,
     /// See [`SinkMetrics::in_flight`].
@@ -47,9 +51,12 @@ impl SinkMetrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Subtracts `n` from a gauge.
+    /// Subtracts `n` from a gauge, stopping at zero: a miscount must show as a small error,
+    /// never as a wrapped 18446744073709551615.
     pub fn sub(counter: &AtomicU64, n: u64) {
-        counter.fetch_sub(n, Ordering::Relaxed);
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(n))
+        });
     }
 
     /// Reads every counter.
@@ -61,6 +68,7 @@ impl SinkMetrics {
             retried: r(&self.retried),
             rejected: r(&self.rejected),
             dropped: r(&self.dropped),
+            dead_lettered: r(&self.dead_lettered),
             buffered: r(&self.buffered),
             in_flight: r(&self.in_flight),
         }

@@ -25,6 +25,7 @@ pub(crate) type Producer = Arc<ThreadedProducer<FerryContext>>;
 /// | `queue.buffering.max.messages` | `40000` | the in-flight set: ~40 ms at 1 M events/s, more than linger plus ack latency (as fast as 100,000 in the bench, half the memory) |
 /// | `queue.buffering.max.kbytes` | `16384` | bounds the payload memory of that set (16 MiB) |
 /// | `client.id` | `ferry` | shows up in broker logs and quotas |
+/// | `topic.metadata.propagation.max.ms` | `5000` | how long librdkafka holds records for a topic the cluster has not (yet) shown; after it, such records come back to the sink, which retries them for `unknown_topic_grace_ms` while the other topics flow (librdkafka's 30 s let a missing topic fill its queue and stall every topic) |
 /// | `enable.sparse.connections` | `false` | connect to the brokers as soon as the metadata names them: with sparse connections the first request that needed a partition leader waited ~50 ms for its connection, at every start |
 pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("acks", "all"),
@@ -34,6 +35,7 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("queue.buffering.max.messages", "40000"),
     ("queue.buffering.max.kbytes", "16384"),
     ("client.id", "ferry"),
+    ("topic.metadata.propagation.max.ms", "5000"),
     ("enable.sparse.connections", "false"),
 ];
 

@@ -1,11 +1,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use ferry_codecs::{Encoder, EncodingConfig};
 use ferry_core::{
     BoxError, BufferConfig, ComponentDescriptor, ComponentKind, ConfigIssue, FieldPath, Healthcheck,
-    Sensitive, SinkConfig, SinkContext, SinkRunner, Template,
+    ReplayReport, ReplayRequest, Sensitive, SinkConfig, SinkContext, SinkRunner, Template,
 };
+use ferry_dead_letter::DeadLetterConfig;
 use serde::Deserialize;
 
 /// Compression of record batches (`compression`).
@@ -126,6 +128,12 @@ impl fmt::Debug for LibrdkafkaOptions {
 
 pub(crate) const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 300_000;
 pub(crate) const DEFAULT_SOCKET_TIMEOUT_MS: u64 = 60_000;
+pub(crate) const DEFAULT_UNKNOWN_TOPIC_GRACE_MS: u64 = 60_000;
+pub(crate) const DEFAULT_RETRY_QUEUE_MAX_EVENTS: usize = 100_000;
+pub(crate) const DEFAULT_RETRY_QUEUE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Added to `message_timeout_ms` for the default `producer_stall_timeout_ms`: librdkafka
+/// reports every record within its message timeout, so a longer silence means it is stuck.
+pub(crate) const STALL_MARGIN_MS: u64 = 60_000;
 
 /// The `[sinks.ID]` table of a `kafka` sink. Option names, types and defaults follow the
 /// reference document; `headers_key` and `healthcheck_topic` are additions.
@@ -162,6 +170,25 @@ pub struct KafkaSinkConfig {
     /// Timeout of network requests (default 60000).
     #[serde(default = "default_socket_timeout_ms")]
     pub socket_timeout_ms: u64,
+    /// How long the records of a topic that does not exist are kept and retried, while the
+    /// other topics flow, before they go to the dead-letter destination (default 60000).
+    #[serde(default = "default_unknown_topic_grace_ms")]
+    pub unknown_topic_grace_ms: u64,
+    /// The most records waiting to be sent again (default 100000); at the bound the sink
+    /// reads no new input, so backpressure reaches the sources.
+    #[serde(default = "default_retry_queue_max_events")]
+    pub retry_queue_max_events: usize,
+    /// The most payload bytes waiting to be sent again (default 64 MiB); as above.
+    #[serde(default = "default_retry_queue_max_bytes")]
+    pub retry_queue_max_bytes: u64,
+    /// How long records may wait in the producer without any delivery report before the
+    /// producer is rebuilt (default `message_timeout_ms` + 60000).
+    #[serde(default)]
+    pub producer_stall_timeout_ms: Option<u64>,
+    /// Where records that can never be delivered go (default: files under
+    /// `<data_dir>/dead_letters/<sink id>/`).
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
     /// Raw librdkafka properties, applied last (they override Ferry's defaults).
     #[serde(default)]
     pub librdkafka_options: LibrdkafkaOptions,
@@ -191,8 +218,20 @@ fn default_socket_timeout_ms() -> u64 {
     DEFAULT_SOCKET_TIMEOUT_MS
 }
 
+fn default_unknown_topic_grace_ms() -> u64 {
+    DEFAULT_UNKNOWN_TOPIC_GRACE_MS
+}
+
+fn default_retry_queue_max_events() -> usize {
+    DEFAULT_RETRY_QUEUE_MAX_EVENTS
+}
+
+fn default_retry_queue_max_bytes() -> u64 {
+    DEFAULT_RETRY_QUEUE_MAX_BYTES
+}
+
 impl KafkaSinkConfig {
-    fn check(&self) -> Vec<ConfigIssue> {
+    pub(crate) fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = self.buffer.validate();
         issues.extend(self.encoding.validate());
         if self.bootstrap_servers.split(',').all(|s| s.trim().is_empty()) {
@@ -209,6 +248,25 @@ impl KafkaSinkConfig {
         }
         if self.socket_timeout_ms < 10 {
             issues.push(ConfigIssue::new("socket_timeout_ms", "must be at least 10"));
+        }
+        if self.retry_queue_max_events == 0 {
+            issues.push(ConfigIssue::new("retry_queue_max_events", "must be at least 1"));
+        }
+        if self.retry_queue_max_bytes < 1024 {
+            issues.push(ConfigIssue::new("retry_queue_max_bytes", "must be at least 1024"));
+        }
+        if self.producer_stall_timeout_ms.is_some_and(|ms| ms < 1000) {
+            issues.push(ConfigIssue::new(
+                "producer_stall_timeout_ms",
+                "must be at least 1000 (it should exceed message_timeout_ms)",
+            ));
+        }
+        issues.extend(self.dead_letter.validate());
+        if self.dead_letter.topic.is_some() {
+            issues.push(ConfigIssue::new(
+                "dead_letter.topic",
+                "is not supported by the kafka sink yet: dead letters go to files (dead_letter.path)",
+            ));
         }
         let sasl = &self.sasl;
         if sasl.enabled {
@@ -276,14 +334,33 @@ impl SinkConfig for KafkaSinkConfig {
     }
 
     fn build(&self, cx: SinkContext) -> Result<(Box<dyn SinkRunner>, Healthcheck), BoxError> {
+        let (sink, healthcheck) = self.build_sink(cx)?;
+        Ok((Box::new(sink), healthcheck))
+    }
+
+    fn replay_dead_letters(&self, request: &ReplayRequest) -> Result<ReplayReport, BoxError> {
+        Ok(crate::replay::replay(self, request)?)
+    }
+}
+
+impl KafkaSinkConfig {
+    /// The sink itself (the crate's tests reach into it).
+    pub(crate) fn build_sink(
+        &self,
+        cx: SinkContext,
+    ) -> Result<(crate::sink::KafkaSink, Healthcheck), BoxError> {
         let client_config = crate::client::client_config(self)?;
         let shared = crate::context::SinkShared::new(cx.id.clone(), cx.metrics.clone());
         let producer = crate::client::create_producer(&client_config, shared.clone())?;
         let healthcheck = crate::health::healthcheck(self, producer.clone(), shared.clone());
+        let metadata = crate::metadata::MetadataWatcher::start(producer.clone(), &cx.id)?;
+        let stall_timeout_ms = self
+            .producer_stall_timeout_ms
+            .unwrap_or(self.message_timeout_ms.saturating_add(STALL_MARGIN_MS));
         let sink = crate::sink::KafkaSink {
             id: cx.id,
-            topics: std::sync::Mutex::new(crate::topic::TopicProducer::new(producer.clone())),
-            producer,
+            topics: crate::topic::TopicProducer::new(producer, metadata),
+            client_config,
             shared,
             records: crate::record::RecordBuilder::new(
                 self.topic.clone(),
@@ -292,8 +369,18 @@ impl SinkConfig for KafkaSinkConfig {
                 Encoder::new(&self.encoding),
             ),
             metrics: cx.metrics,
+            resilience: crate::sink::Resilience {
+                unknown_topic_grace: Duration::from_millis(self.unknown_topic_grace_ms),
+                retry_max_events: self.retry_queue_max_events,
+                retry_max_bytes: usize::try_from(self.retry_queue_max_bytes).unwrap_or(usize::MAX),
+                stall_timeout: Duration::from_millis(stall_timeout_ms),
+                dead_letter: self.dead_letter.clone(),
+            },
+            data_dir: cx.data_dir,
+            deadline: cx.deadline,
+            durable_buffer: cx.durable_buffer,
         };
-        Ok((Box::new(sink), healthcheck))
+        Ok((sink, healthcheck))
     }
 }
 

@@ -1,11 +1,12 @@
 //! What librdkafka's threads tell the sink: delivery reports, errors, logs.
 //!
 //! Delivery reports run on the producer's polling thread, so this code only settles
-//! finalizers, updates counters, and queues failed records for the sink task to send again.
+//! delivered records, updates counters, and hands failed records to the sink task. It never
+//! classifies beyond that, never touches the disk and never waits: what a failure means is
+//! decided on the sink task ([`crate::failure`]).
 
-use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,55 +20,76 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::IntoOpaque;
 
-/// An event's acknowledgement handle as librdkafka's delivery opaque: the handle's own
-/// pointer travels through librdkafka, so producing a record allocates nothing for it.
-pub(crate) struct DeliveryHandle(pub(crate) EventFinalizer);
+/// An event's acknowledgement handle as librdkafka's delivery opaque, with what the sink
+/// remembers about earlier attempts.
+///
+/// A first attempt travels as the finalizer's own pointer, so producing a record allocates
+/// nothing for it. A record sent again carries its attempt count and whether it must go
+/// alone; that travels boxed, marked by the pointer's lowest bit (both the finalizer's
+/// `Arc` and the box are aligned to at least 8 bytes, so that bit is free).
+pub(crate) struct DeliveryHandle {
+    pub(crate) finalizer: EventFinalizer,
+    /// Failed deliveries of this record so far.
+    pub(crate) attempts: u32,
+    /// Send it in a batch of its own (the broker refused a batch it was in as too large).
+    pub(crate) alone: bool,
+}
 
-impl IntoOpaque for DeliveryHandle {
-    fn into_ptr(self) -> *mut c_void {
-        self.0.into_raw().cast_mut().cast()
-    }
-
-    unsafe fn from_ptr(ptr: *mut c_void) -> Self {
-        // SAFETY: librdkafka hands each opaque back exactly once (to the delivery report, or
-        // with the record when `send` fails), and it was made by `into_ptr`.
-        DeliveryHandle(unsafe { EventFinalizer::from_raw(ptr.cast_const().cast()) })
+impl DeliveryHandle {
+    /// The handle of a first attempt.
+    pub(crate) fn new(finalizer: EventFinalizer) -> Self {
+        Self {
+            finalizer,
+            attempts: 0,
+            alone: false,
+        }
     }
 }
 
-/// A record whose delivery failed for a reason that may pass; the sink sends it again.
-pub(crate) struct RetryRecord {
+const BOXED: usize = 1;
+
+impl IntoOpaque for DeliveryHandle {
+    fn into_ptr(self) -> *mut c_void {
+        if self.attempts == 0 && !self.alone {
+            return self.finalizer.into_raw().cast_mut().cast();
+        }
+        let boxed = Box::into_raw(Box::new(self));
+        boxed.map_addr(|a| a | BOXED).cast()
+    }
+
+    unsafe fn from_ptr(ptr: *mut c_void) -> Self {
+        if ptr.addr() & BOXED == BOXED {
+            let boxed = ptr.map_addr(|a| a & !BOXED).cast::<DeliveryHandle>();
+            // SAFETY: a marked pointer is a `Box<DeliveryHandle>` made by `into_ptr`, and
+            // librdkafka hands each opaque back exactly once.
+            return *unsafe { Box::from_raw(boxed) };
+        }
+        // SAFETY: an unmarked pointer is an `EventFinalizer::into_raw` made by `into_ptr`,
+        // handed back exactly once (to the delivery report, or with a refused record).
+        DeliveryHandle::new(unsafe { EventFinalizer::from_raw(ptr.cast_const().cast()) })
+    }
+}
+
+/// A record whose delivery failed, as the delivery report returned it.
+pub(crate) struct FailedDelivery {
+    pub(crate) record: OwnedRecord,
+    pub(crate) error: KafkaError,
+}
+
+/// A record the sink holds itself (to send again, or to write as a dead letter).
+pub(crate) struct OwnedRecord {
     pub(crate) topic: String,
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) payload: Vec<u8>,
     pub(crate) headers: Option<OwnedHeaders>,
     pub(crate) timestamp: Option<i64>,
-    pub(crate) finalizer: DeliveryHandle,
+    pub(crate) handle: DeliveryHandle,
 }
 
-/// Whether a failed delivery may succeed if sent again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// Sending it again cannot help: reject it.
-    Permanent,
-    /// Timeouts, purges, unreachable or restarting brokers, a topic not (yet) there: send again.
-    Transient,
-}
-
-/// Classifies an error from `send` or from a delivery report.
-pub(crate) fn classify(error: &KafkaError) -> Failure {
-    use RDKafkaErrorCode::*;
-    match error.rdkafka_error_code() {
-        Some(
-            MessageSizeTooLarge
-            | InvalidMessageSize
-            | InvalidMessage
-            | InvalidRecord
-            | TopicAuthorizationFailed
-            | ClusterAuthorizationFailed
-            | InvalidArgument,
-        ) => Failure::Permanent,
-        _ => Failure::Transient,
+impl OwnedRecord {
+    /// The memory it holds, for the retry queue's byte bound.
+    pub(crate) fn bytes(&self) -> usize {
+        self.topic.len() + self.key.as_ref().map_or(0, Vec::len) + self.payload.len() + 64
     }
 }
 
@@ -75,20 +97,29 @@ pub(crate) fn classify(error: &KafkaError) -> Failure {
 pub(crate) struct SinkShared {
     pub(crate) id: String,
     pub(crate) metrics: Arc<SinkMetrics>,
-    retries: Mutex<VecDeque<RetryRecord>>,
-    /// Woken when a record joins the retry queue.
-    pub(crate) retry_ready: tokio::sync::Notify,
+    /// Failed deliveries waiting for the sink task, and how many (read without the lock).
+    failures: Mutex<Vec<FailedDelivery>>,
+    failures_len: AtomicUsize,
+    /// Woken when a failed delivery is waiting, or the producer needs attention.
+    pub(crate) attention: tokio::sync::Notify,
     /// Woken when a delivery report frees room in librdkafka's queue, if someone waits.
     pub(crate) room: tokio::sync::Notify,
     pub(crate) waiting_for_room: AtomicBool,
-    /// The in-flight count at which a waiting sink is woken (see `KafkaSink::wait_for_room`).
+    /// The queued count at which a waiting sink is woken (see `KafkaSink::wait_for_room`).
     pub(crate) resume_below: AtomicU64,
+    /// Records handed to librdkafka (any producer of this sink) and not yet reported.
+    pub(crate) queued: AtomicU64,
+    /// When the last delivery report of any kind arrived, in ms since `started`.
+    last_report_ms: AtomicU64,
+    started: Instant,
+    /// The reason of a fatal producer error, until the sink rebuilt the producer.
+    fatal: Mutex<Option<String>>,
+    fatal_flag: AtomicBool,
+    /// Producers built to replace one that failed.
+    pub(crate) rebuilds: AtomicU64,
     /// The last error librdkafka reported, to explain failed health checks.
     last_error: Mutex<Option<String>>,
     error_warnings: WarnLimiter,
-    rejection_warnings: WarnLimiter,
-    retry_warnings: WarnLimiter,
-    unknown_topic_warned: Mutex<HashMap<String, Instant>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,33 +132,52 @@ impl SinkShared {
         Arc::new(Self {
             id,
             metrics,
-            retries: Mutex::new(VecDeque::new()),
-            retry_ready: tokio::sync::Notify::new(),
+            failures: Mutex::new(Vec::new()),
+            failures_len: AtomicUsize::new(0),
+            attention: tokio::sync::Notify::new(),
             room: tokio::sync::Notify::new(),
             waiting_for_room: AtomicBool::new(false),
             resume_below: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            last_report_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            fatal: Mutex::new(None),
+            fatal_flag: AtomicBool::new(false),
+            rebuilds: AtomicU64::new(0),
             last_error: Mutex::new(None),
             error_warnings: WarnLimiter::new(Duration::from_secs(30)),
-            rejection_warnings: WarnLimiter::default(),
-            retry_warnings: WarnLimiter::new(Duration::from_secs(30)),
-            unknown_topic_warned: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Takes every record waiting to be sent again, oldest first.
-    pub(crate) fn take_retries(&self) -> VecDeque<RetryRecord> {
-        std::mem::take(&mut *lock(&self.retries))
+    /// Whether failed deliveries wait for the sink task (no lock taken).
+    pub(crate) fn has_failures(&self) -> bool {
+        self.failures_len.load(Ordering::Acquire) > 0
     }
 
-    /// Puts records that could not be sent yet back at the front of the retry queue.
-    pub(crate) fn return_retries(&self, mut records: VecDeque<RetryRecord>) {
-        let mut queue = lock(&self.retries);
-        records.append(&mut queue);
-        *queue = records;
+    /// Takes every failed delivery reported so far, in report order.
+    pub(crate) fn take_failures(&self) -> Vec<FailedDelivery> {
+        let mut failures = lock(&self.failures);
+        self.failures_len.store(0, Ordering::Release);
+        std::mem::take(&mut *failures)
     }
 
-    pub(crate) fn has_retries(&self) -> bool {
-        !lock(&self.retries).is_empty()
+    /// The cause of a fatal producer error, taken once.
+    pub(crate) fn take_fatal(&self) -> Option<String> {
+        if !self.fatal_flag.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        lock(&self.fatal).take()
+    }
+
+    /// How long since the last delivery report (or since the sink started).
+    pub(crate) fn since_last_report(&self) -> Duration {
+        let now = self.started.elapsed();
+        now.saturating_sub(Duration::from_millis(self.last_report_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Counts a record librdkafka took.
+    pub(crate) fn queued_one(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn take_last_error(&self) -> Option<String> {
@@ -138,40 +188,14 @@ impl SinkShared {
         lock(&self.last_error).take();
     }
 
-    /// Settles a record that can never be delivered.
-    pub(crate) fn reject(&self, finalizer: &mut EventFinalizer, topic: &str, cause: &dyn std::fmt::Display) {
-        finalizer.settle(DeliveryStatus::Rejected);
-        SinkMetrics::add(&self.metrics.rejected, 1);
-        if let Some(suppressed) = self.rejection_warnings.check() {
-            tracing::warn!(sink = %self.id, topic, suppressed, "event rejected: {cause}");
-        }
-    }
-
-    /// Queues a record to be sent again.
-    pub(crate) fn retry(&self, record: RetryRecord, cause: &KafkaError) {
-        SinkMetrics::add(&self.metrics.retried, 1);
-        let unknown_topic = matches!(
-            cause.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
-        );
-        if unknown_topic {
-            let mut warned = lock(&self.unknown_topic_warned);
-            let due = warned
-                .get(&record.topic)
-                .is_none_or(|last| last.elapsed() >= Duration::from_secs(60));
-            if due {
-                warned.insert(record.topic.clone(), Instant::now());
-                tracing::warn!(sink = %self.id, topic = %record.topic, "topic does not exist; its events wait and are retried (ferry never creates topics)");
-            }
-        } else if let Some(suppressed) = self.retry_warnings.check() {
-            tracing::warn!(sink = %self.id, topic = %record.topic, suppressed, "delivery failed, will send again: {cause}");
-        }
-        lock(&self.retries).push_back(record);
-        self.retry_ready.notify_one();
-    }
-
     fn record_error(&self, error: &KafkaError, reason: &str) {
         *lock(&self.last_error) = Some(reason.to_owned());
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            *lock(&self.fatal) = Some(reason.to_owned());
+            self.fatal_flag.store(true, Ordering::Release);
+            self.attention.notify_one();
+            return;
+        }
         // AllBrokersDown also fires on idle disconnects; alone it is not worth a warning.
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             tracing::debug!(sink = %self.id, "{reason}");
@@ -182,16 +206,30 @@ impl SinkShared {
         }
     }
 
-    fn room_freed(&self) {
+    /// Called for every delivery report: one record left librdkafka's queue.
+    fn reported(&self) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(1)));
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_report_ms.store(now, Ordering::Relaxed);
         if self.waiting_for_room.load(Ordering::Acquire)
-            && self.metrics.in_flight.load(Ordering::Acquire) <= self.resume_below.load(Ordering::Acquire)
+            && self.queued.load(Ordering::Acquire) <= self.resume_below.load(Ordering::Acquire)
         {
             self.room.notify_one();
         }
     }
+
+    fn failed(&self, failure: FailedDelivery) {
+        let mut failures = lock(&self.failures);
+        failures.push(failure);
+        self.failures_len.store(failures.len(), Ordering::Release);
+        drop(failures);
+        self.attention.notify_one();
+    }
 }
 
-/// The librdkafka context of the sink's producer.
+/// The librdkafka context of the sink's producers.
 pub(crate) struct FerryContext {
     shared: Arc<SinkShared>,
 }
@@ -224,63 +262,70 @@ impl ClientContext for FerryContext {
 impl ProducerContext for FerryContext {
     type DeliveryOpaque = DeliveryHandle;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, mut finalizer: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, mut handle: Self::DeliveryOpaque) {
         let shared = &self.shared;
         match result {
             Ok(_) => {
-                finalizer.0.settle(DeliveryStatus::Delivered);
+                handle.finalizer.settle(DeliveryStatus::Delivered);
                 SinkMetrics::add(&shared.metrics.delivered, 1);
                 SinkMetrics::sub(&shared.metrics.in_flight, 1);
             }
-            Err((error, message)) => match classify(error) {
-                Failure::Permanent => {
-                    SinkMetrics::sub(&shared.metrics.in_flight, 1);
-                    shared.reject(&mut finalizer.0, message.topic(), error);
-                }
-                Failure::Transient => {
-                    // Still ours to deliver: it stays counted in flight until it is.
-                    let record = RetryRecord {
-                        topic: message.topic().to_owned(),
-                        key: message.key().map(<[u8]>::to_vec),
-                        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                        headers: message.headers().map(|h| h.detach()),
-                        timestamp: message.timestamp().to_millis(),
-                        finalizer,
-                    };
-                    shared.retry(record, error);
-                }
-            },
+            Err((error, message)) => {
+                // Still the sink's to deliver: it stays counted in flight until settled.
+                handle.attempts = handle.attempts.saturating_add(1);
+                let record = OwnedRecord {
+                    topic: message.topic().to_owned(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers: message.headers().map(|h| h.detach()),
+                    timestamp: message.timestamp().to_millis(),
+                    handle,
+                };
+                shared.failed(FailedDelivery {
+                    record,
+                    error: error.clone(),
+                });
+            }
         }
-        shared.room_freed();
+        shared.reported();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_core::BatchNotifier;
 
     #[test]
-    fn permanent_and_transient_failures() {
-        let produce = |code| KafkaError::MessageProduction(code);
-        assert_eq!(
-            classify(&produce(RDKafkaErrorCode::MessageSizeTooLarge)),
-            Failure::Permanent
-        );
-        assert_eq!(
-            classify(&produce(RDKafkaErrorCode::TopicAuthorizationFailed)),
-            Failure::Permanent
-        );
-        assert_eq!(
-            classify(&produce(RDKafkaErrorCode::MessageTimedOut)),
-            Failure::Transient
-        );
-        assert_eq!(
-            classify(&produce(RDKafkaErrorCode::PurgeQueue)),
-            Failure::Transient
-        );
-        assert_eq!(
-            classify(&produce(RDKafkaErrorCode::UnknownTopicOrPartition)),
-            Failure::Transient
+    fn handles_travel_through_the_opaque_with_their_attempts() {
+        let (notifier, _rx) = BatchNotifier::new_with_receiver();
+        let first = DeliveryHandle::new(EventFinalizer::new(notifier.clone()));
+        let ptr = first.into_ptr();
+        assert_eq!(ptr.addr() & BOXED, 0, "a first attempt is the finalizer itself");
+        // SAFETY: made by `into_ptr` just above, taken back once.
+        let back = unsafe { DeliveryHandle::from_ptr(ptr) };
+        assert_eq!((back.attempts, back.alone), (0, false));
+        assert!(back.finalizer.is_tracked());
+
+        let retried = DeliveryHandle {
+            finalizer: EventFinalizer::new(notifier),
+            attempts: 3,
+            alone: true,
+        };
+        let ptr = retried.into_ptr();
+        assert_eq!(ptr.addr() & BOXED, BOXED);
+        // SAFETY: as above.
+        let back = unsafe { DeliveryHandle::from_ptr(ptr) };
+        assert_eq!((back.attempts, back.alone), (3, true));
+        assert!(back.finalizer.is_tracked());
+
+        let untracked = DeliveryHandle::new(EventFinalizer::default()).into_ptr();
+        assert!(untracked.is_null());
+        // SAFETY: as above.
+        assert!(
+            !unsafe { DeliveryHandle::from_ptr(untracked) }
+                .finalizer
+                .is_tracked()
         );
     }
 }

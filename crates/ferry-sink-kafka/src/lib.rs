@@ -32,10 +32,18 @@
 mod client;
 mod config;
 mod context;
+mod dead_letters;
+mod failure;
 mod health;
+mod metadata;
 mod record;
+mod replay;
+mod retry;
 mod sink;
+#[cfg(test)]
+mod tests;
 mod tls;
 mod topic;
 
 pub use config::{Compression, KafkaSinkConfig, SaslConfig, SaslMechanism, TlsConfig};
+pub use replay::ReplayError;

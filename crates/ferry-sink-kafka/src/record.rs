@@ -15,6 +15,14 @@ pub(crate) struct RecordParts<'a> {
     pub(crate) timestamp: Option<i64>,
 }
 
+/// A record's parts owned, for records that leave the fast path.
+pub(crate) struct OwnedParts {
+    pub(crate) topic: String,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) timestamp: Option<i64>,
+}
+
 /// Builds records as the sink's options say.
 pub(crate) struct RecordBuilder {
     topic: Template,
@@ -38,13 +46,31 @@ impl RecordBuilder {
         }
     }
 
-    /// The record for `event`; `buf` holds an encoded payload when the event's own bytes
-    /// cannot be used as they are.
-    /// The topic template as configured, for messages about events it could not render.
-    pub(crate) fn topic_template(&self) -> &str {
-        self.topic.as_str()
+    /// What a dead letter keeps of an event whose record could not be built (its topic
+    /// template did not render): the template as its topic, and the payload and key as they
+    /// would have been sent.
+    pub(crate) fn unbuilt(&self, event: &LogEvent) -> OwnedParts {
+        let key = self
+            .key_field
+            .as_ref()
+            .and_then(|path| event.get_path(path))
+            .and_then(value_bytes)
+            .map(Cow::into_owned);
+        let mut payload = Vec::new();
+        match self.encoder.borrowed_payload(event) {
+            Some(bytes) => payload.extend_from_slice(bytes),
+            None => self.encoder.encode(event, &mut payload),
+        }
+        OwnedParts {
+            topic: self.topic.as_str().to_owned(),
+            key,
+            payload,
+            timestamp: event.timestamp().map(|t| t.timestamp_millis()),
+        }
     }
 
+    /// The record for `event`; `buf` holds an encoded payload when the event's own bytes
+    /// cannot be used as they are.
     pub(crate) fn build<'a>(
         &'a self,
         event: &'a LogEvent,

@@ -8,11 +8,9 @@
 //! Records without a key go to one partition per batch, taken in turn, instead of through
 //! librdkafka's sticky partitioner, which takes a topic lock and reads the clock for every
 //! message (about a fifth of the sink task's instructions). Like the sticky partitioner this
-//! keeps batches large; unlike it, it needs the topic's partition count, read from the
-//! cluster's metadata when the topic is first used and every minute after. Until it is known
-//! (the broker is away), and for records sent again after a failure, librdkafka's own
-//! partitioner chooses, so a partition without a leader only delays the records of one batch
-//! until they are sent again.
+//! keeps batches large; unlike it, it needs to know which of the topic's partitions have a
+//! leader, which the [`MetadataWatcher`] reads off the sink task. Until it knows, and for
+//! records sent again after a failure, librdkafka's own partitioner chooses.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -28,6 +26,7 @@ use rdkafka::util::IntoOpaque;
 
 use crate::client::Producer;
 use crate::context::DeliveryHandle;
+use crate::metadata::MetadataWatcher;
 
 /// One record as librdkafka takes it.
 pub(crate) struct OutgoingRecord<'a> {
@@ -45,21 +44,22 @@ pub(crate) struct NotQueued {
     pub(crate) headers: Option<OwnedHeaders>,
 }
 
-/// How often partition counts are read again (topics can gain partitions).
-const PARTITIONS_REFRESH: Duration = Duration::from_secs(60);
-/// How long the sink may wait for the partition count of a topic (it blocks the sink task,
-/// at most once per topic per refresh).
-const METADATA_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often handles are checked for idleness.
+const SWEEP: Duration = Duration::from_secs(60);
+/// Sweeps a handle may stay unused before it is dropped (with its per-topic state).
+const IDLE_SWEEPS: u8 = 5;
 /// librdkafka's "any partition": its partitioner chooses.
 const UNASSIGNED: i32 = -1;
 
 struct TopicHandle {
     name: Box<str>,
     ptr: NonNull<rdsys::rd_kafka_topic_t>,
-    /// The topic's partition count, when the metadata said.
-    partitions: Option<u32>,
-    /// Read the partition count again before the next record.
-    stale: bool,
+    /// The partitions with a leader, when the metadata said.
+    with_leader: Vec<i32>,
+    /// Used since the last sweep.
+    used: bool,
+    /// Sweeps in a row it was not used.
+    idle_sweeps: u8,
     /// Keeps the client alive for as long as the handle: a topic handle must be destroyed
     /// before its client.
     _producer: Producer,
@@ -76,22 +76,12 @@ impl Drop for TopicHandle {
     }
 }
 
-/// The partition count of `topic` from the cluster's metadata, if it answers in time.
-fn partition_count(producer: &Producer, topic: &str) -> Option<u32> {
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .ok()?;
-    let topic = metadata.topics().first()?;
-    if topic.error().is_some() {
-        return None;
-    }
-    u32::try_from(topic.partitions().len()).ok().filter(|&n| n > 0)
-}
-
 /// The producer and a handle per topic it has produced to.
 pub(crate) struct TopicProducer {
     producer: Producer,
+    metadata: MetadataWatcher,
+    /// The metadata generation the handles' layouts come from.
+    metadata_seen: u64,
     handles: Vec<TopicHandle>,
     /// Where each topic's handle is in `handles`.
     by_name: HashMap<Box<str>, usize>,
@@ -101,30 +91,83 @@ pub(crate) struct TopicProducer {
     last: usize,
     /// Batches started: picks the partition of keyless records.
     batches: u64,
-    next_refresh: Instant,
+    next_sweep: Instant,
 }
 
 impl TopicProducer {
-    pub(crate) fn new(producer: Producer) -> Self {
+    pub(crate) fn new(producer: Producer, metadata: MetadataWatcher) -> Self {
         Self {
             producer,
+            metadata,
+            metadata_seen: u64::MAX,
             handles: Vec::new(),
             by_name: HashMap::new(),
             last: 0,
             batches: 0,
-            next_refresh: Instant::now() + PARTITIONS_REFRESH,
+            next_sweep: Instant::now() + SWEEP,
         }
+    }
+
+    /// The producer records go through.
+    pub(crate) fn producer(&self) -> &Producer {
+        &self.producer
+    }
+
+    /// The metadata watcher (to ask for a refresh after a failure, or to read a layout).
+    pub(crate) fn metadata(&self) -> &MetadataWatcher {
+        &self.metadata
+    }
+
+    /// Sends through `producer` from now on (after a rebuild); returns the old one. Handles
+    /// belong to a client, so they are made again as records need them.
+    pub(crate) fn replace_producer(&mut self, producer: Producer) -> Producer {
+        self.handles.clear();
+        self.by_name.clear();
+        self.last = 0;
+        self.metadata.set_producer(producer.clone());
+        std::mem::replace(&mut self.producer, producer)
     }
 
     /// Starts a batch: its keyless records go to the next partition in turn.
     pub(crate) fn next_batch(&mut self) {
         self.batches = self.batches.wrapping_add(1);
-        let now = Instant::now();
-        if now >= self.next_refresh {
-            self.next_refresh = now + PARTITIONS_REFRESH;
+        let generation = self.metadata.generation();
+        if generation != self.metadata_seen {
+            self.metadata_seen = generation;
             for handle in &mut self.handles {
-                handle.stale = true;
+                handle.with_leader = self
+                    .metadata
+                    .layout(&handle.name)
+                    .map(|l| l.with_leader)
+                    .unwrap_or_default();
             }
+        }
+        let now = Instant::now();
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP;
+            self.sweep();
+        }
+    }
+
+    /// Drops the handles of topics not used for a while.
+    fn sweep(&mut self) {
+        for handle in &mut self.handles {
+            if handle.used {
+                handle.idle_sweeps = 0;
+            } else {
+                handle.idle_sweeps = handle.idle_sweeps.saturating_add(1);
+            }
+            handle.used = false;
+        }
+        if self.handles.iter().any(|h| h.idle_sweeps >= IDLE_SWEEPS) {
+            self.handles.retain(|h| h.idle_sweeps < IDLE_SWEEPS);
+            self.by_name = self
+                .handles
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.name.clone(), i))
+                .collect();
+            self.last = 0;
         }
     }
 
@@ -144,22 +187,23 @@ impl TopicProducer {
         self.last = index;
         // `last` and `by_name` only ever hold indexes of `handles`.
         let handle = &mut self.handles[index];
-        if spread && handle.stale {
-            handle.partitions = partition_count(&self.producer, topic);
-            // Not asked again before the next refresh, even if it failed: each ask may block
-            // the sink for up to METADATA_TIMEOUT.
-            handle.stale = false;
-        }
-        let partition = match (spread, handle.partitions) {
-            (true, Some(n)) => i32::try_from(self.batches % u64::from(n)).unwrap_or(UNASSIGNED),
+        handle.used = true;
+        let partition = match (spread, handle.with_leader.len()) {
+            (true, n) if n > 0 => {
+                let slot = usize::try_from(self.batches % n as u64).unwrap_or(0);
+                handle.with_leader.get(slot).copied().unwrap_or(UNASSIGNED)
+            }
             _ => UNASSIGNED,
         };
         Ok((handle.ptr.as_ptr(), index, partition))
     }
 
-    /// Makes the handle of `topic` (stale, so a keyless record first asks for the partition
-    /// count) and returns its index.
+    /// Makes the handle of `topic`, asks for its layout, and returns its index. A name Kafka
+    /// would never accept is refused here, before librdkafka sees it.
     fn create_handle(&mut self, topic: &str) -> Result<usize, KafkaError> {
+        if crate::failure::valid_topic_name(topic).is_err() {
+            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTopic));
+        }
         let name = CString::new(topic).map_err(KafkaError::from)?;
         // SAFETY: a live client and a NUL-terminated name; no per-topic configuration.
         let raw = unsafe {
@@ -174,12 +218,18 @@ impl TopicProducer {
             let code = unsafe { rdsys::rd_kafka_last_error() };
             return Err(KafkaError::MessageProduction(RDKafkaErrorCode::from(code)));
         };
+        self.metadata.watch(topic);
         let index = self.handles.len();
         self.handles.push(TopicHandle {
             name: topic.into(),
             ptr,
-            partitions: None,
-            stale: true,
+            with_leader: self
+                .metadata
+                .layout(topic)
+                .map(|l| l.with_leader)
+                .unwrap_or_default(),
+            used: true,
+            idle_sweeps: 0,
             _producer: self.producer.clone(),
         });
         self.by_name.insert(topic.into(), index);
@@ -248,13 +298,13 @@ impl TopicProducer {
                 )
             };
             // A partition the metadata named but librdkafka does not know (yet): let its
-            // partitioner choose, and read the count again.
+            // partitioner choose, and read the layout again.
             if code == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION
                 && partition != UNASSIGNED
             {
                 partition = UNASSIGNED;
-                if let Some(handle) = self.handles.get_mut(index) {
-                    handle.stale = true;
+                if let Some(handle) = self.handles.get(index) {
+                    self.metadata.refresh_soon(&handle.name);
                 }
                 continue;
             }

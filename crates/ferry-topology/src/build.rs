@@ -55,6 +55,8 @@ pub struct Pipeline {
     pub(crate) sources: Vec<BuiltSource>,
     pub(crate) sinks: Vec<BuiltSink>,
     pub(crate) shutdown: CancellationToken,
+    /// Cancelled when the shutdown deadline passes (every sink holds a clone).
+    pub(crate) deadline: CancellationToken,
 }
 
 /// Batches in flight between a source and its fan-out: small, so backpressure is prompt.
@@ -75,15 +77,19 @@ pub enum Buffers {
 pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec<BuildError>> {
     let data_dir = resolve_data_dir(config.data_dir.as_deref()).map_err(|e| vec![BuildError::from(e)])?;
     let shutdown = CancellationToken::new();
+    let deadline = CancellationToken::new();
     let mut errors = Vec::new();
     let mut sinks = Vec::new();
     let mut sink_index = HashMap::new();
     for sink in &config.sinks {
         let metrics = Arc::new(SinkMetrics::default());
+        let durable = sink.config.buffer().kind == ferry_core::BufferType::Disk;
         let cx = SinkContext {
             id: sink.id.clone(),
             metrics: metrics.clone(),
             data_dir: data_dir.clone(),
+            deadline: deadline.clone(),
+            durable_buffer: durable,
         };
         let buffer_dir = ferry_buffers::disk_buffer_dir(&data_dir, &sink.id);
         let built = sink.config.build(cx).and_then(|(runner, healthcheck)| {
@@ -105,7 +111,7 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
                     runner,
                     healthcheck: sink.config.healthcheck_enabled().then_some(healthcheck),
                     metrics,
-                    durable: sink.config.buffer().kind == ferry_core::BufferType::Disk,
+                    durable,
                     buffer,
                 });
             }
@@ -154,6 +160,7 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
             sources,
             sinks,
             shutdown,
+            deadline,
         })
     } else {
         Err(errors)

@@ -13,11 +13,16 @@
 //!   then [`run`] returns [`RunOutcome::Unhealthy`] before any input is read.
 //! - Channels are bounded everywhere; a full sink buffer (`when_full = "block"`) makes the
 //!   fan-out wait, which makes the source wait.
-//! - Shutdown begins at end of input (every source finished) or at the first SIGINT/SIGTERM:
-//!   sources stop, the fan-outs end, buffers drain, sinks flush. All of it must finish within
-//!   [`RunOptions::shutdown_timeout`]; what is still unconfirmed then is reported: events of
-//!   memory-buffered sinks are lost ([`RunOutcome::Unfinished`]); those of disk-buffered sinks
-//!   stay on disk for the next start, and the run still counts as completed. A second signal ends the run at once ([`RunOutcome::Aborted`]).
+//! - Shutdown begins at end of input (every source finished), at the first SIGINT/SIGTERM, or
+//!   when a sink fails: sources stop, the fan-outs end, buffers drain, sinks flush. All of it
+//!   must finish within [`RunOptions::shutdown_timeout`]. Then the sinks' deadline token fires:
+//!   memory-buffered sinks write what they still hold to their dead-letter destination and
+//!   the run ends [`RunOutcome::Unfinished`] with their count; disk-buffered sinks leave it on
+//!   disk for the next start, and the run still counts as completed. A second signal ends the
+//!   run at once ([`RunOutcome::Aborted`]).
+//! - A sink that fails ends the run in order: the other sinks drain what they have (within
+//!   the deadline), the failed sink's buffer refuses further events (counted in `dropped`),
+//!   and the run ends [`RunOutcome::SinkFailed`] naming the sink and the cause.
 //! - One summary line per sink is logged every [`RunOptions::summary_interval`] and once at
 //!   exit (`final summary`): received, delivered, retried, rejected, dropped, buffered,
 //!   in flight.

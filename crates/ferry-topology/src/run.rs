@@ -51,7 +51,12 @@ pub enum RunOutcome {
     Aborted,
 }
 
-/// Runs `pipeline` until end of input or a signal, then drains it (see the crate docs).
+/// How long sinks may take, once the deadline passed, to hand what they hold to their
+/// dead-letter destination (or leave it to their disk buffer) and return.
+const AFTER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs `pipeline` until end of input, a signal or a failed sink, then drains it (see the
+/// crate docs).
 pub async fn run(mut pipeline: Pipeline, options: RunOptions, mut signals: Signals) -> RunOutcome {
     let failures = crate::build::check_health(&mut pipeline, options.healthcheck_timeout).await;
     if options.require_healthy && !failures.is_empty() {
@@ -65,16 +70,27 @@ pub async fn run(mut pipeline: Pipeline, options: RunOptions, mut signals: Signa
         .collect();
     let durable: Vec<bool> = pipeline.sinks.iter().map(|s| s.durable).collect();
     let mut writers: Vec<Option<BufferWriter>> = Vec::new();
-    let mut sink_tasks = Vec::new();
-    for sink in pipeline.sinks {
+    // Every sink reports here when its task ends, however it ends.
+    let (sink_done_tx, mut sink_done) = mpsc::unbounded_channel::<(usize, Result<(), String>)>();
+    for (index, sink) in pipeline.sinks.into_iter().enumerate() {
         let Some((writer, reader)) = sink.buffer else {
             tracing::error!(sink = %sink.id, "pipeline was built without buffers and cannot run");
             return RunOutcome::SinkFailed(vec![(sink.id, "no buffer".into())]);
         };
         writers.push(Some(writer));
-        let id = sink.id.clone();
-        sink_tasks.push((id, tokio::spawn(sink.runner.run(reader))));
+        let task = tokio::spawn(sink.runner.run(reader));
+        let done = sink_done_tx.clone();
+        tokio::spawn(async move {
+            let result = match task.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("its task ended abnormally: {e}")),
+            };
+            let _ = done.send((index, result));
+        });
     }
+    drop(sink_done_tx);
+    let sink_count = metrics.len();
     let mut source_tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut fan_outs = Vec::new();
     for source in pipeline.sources {
@@ -107,59 +123,102 @@ pub async fn run(mut pipeline: Pipeline, options: RunOptions, mut signals: Signa
         })
     });
 
+    let mut finished = SinksFinished::new(metrics.iter().map(|(id, _)| id.clone()).collect());
     let all_sources = join_all(source_tasks);
     tokio::pin!(all_sources);
-    tokio::select! {
-        _ = &mut all_sources => tracing::info!("end of input: draining buffers and flushing sinks"),
-        name = signals.recv() => {
-            tracing::info!(signal = name, timeout_s = options.shutdown_timeout.as_secs_f64(), "shutting down: sources stop, buffers drain, sinks flush (a second signal exits at once)");
-            pipeline.shutdown.cancel();
+    // Running: until end of input, a signal, or the first sink that stops.
+    loop {
+        tokio::select! {
+            _ = &mut all_sources => {
+                tracing::info!("end of input: draining buffers and flushing sinks");
+                break;
+            }
+            name = signals.recv() => {
+                tracing::info!(signal = name, timeout_s = options.shutdown_timeout.as_secs_f64(), "shutting down: sources stop, buffers drain, sinks flush (a second signal exits at once)");
+                pipeline.shutdown.cancel();
+                break;
+            }
+            Some((index, result)) = sink_done.recv() => {
+                let failed = result.is_err();
+                finished.record(index, result);
+                if failed {
+                    // One sink is gone: stop reading, and let the others deliver what they
+                    // have (within the deadline) before exiting non-zero.
+                    tracing::error!(timeout_s = options.shutdown_timeout.as_secs_f64(), "a sink failed: stopping the sources and draining the other sinks");
+                    pipeline.shutdown.cancel();
+                    break;
+                }
+            }
         }
     }
 
     let drain = async {
         all_sources.await;
         join_all(fan_outs).await;
-        let mut failed = Vec::new();
-        for (id, task) in sink_tasks {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(sink = %id, "sink stopped with an error: {e}");
-                    failed.push((id, e.to_string()));
-                }
-                Err(e) => {
-                    tracing::error!(sink = %id, "sink task failed: {e}");
-                    failed.push((id, e.to_string()));
-                }
+        while finished.count() < sink_count {
+            match sink_done.recv().await {
+                Some((index, result)) => finished.record(index, result),
+                None => break,
             }
         }
-        failed
     };
     let outcome = tokio::select! {
-        failed = drain => if failed.is_empty() { RunOutcome::Completed } else { RunOutcome::SinkFailed(failed) },
-        () = tokio::time::sleep(options.shutdown_timeout) => {
-            let mut lost = Vec::new();
-            for ((id, m), durable) in metrics.iter().zip(&durable) {
-                let s = m.snapshot();
-                // A disk buffer keeps counting the events it handed to the sink until they are
-                // confirmed (they stay on disk till then): they are in both counts.
-                let unconfirmed = if *durable { s.buffered } else { s.buffered + s.in_flight };
-                if unconfirmed == 0 {
-                    continue;
-                }
-                if *durable {
-                    tracing::warn!(sink = %id, unconfirmed, "shutdown deadline passed; these events stay in the disk buffer and are delivered after the next start");
-                } else {
-                    tracing::error!(sink = %id, unconfirmed, "shutdown deadline passed; these events were not confirmed and are lost with this process");
-                    lost.push((id.clone(), unconfirmed));
-                }
-            }
-            if lost.is_empty() { RunOutcome::Completed } else { RunOutcome::Unfinished(lost) }
-        }
+        () = drain => None,
+        () = tokio::time::sleep(options.shutdown_timeout) => Some(false),
         name = signals.recv() => {
             tracing::warn!(signal = name, "second signal: exiting without waiting for the sinks");
-            RunOutcome::Aborted
+            Some(true)
+        }
+    };
+    let outcome = match outcome {
+        None => finished.outcome(),
+        Some(true) => RunOutcome::Aborted,
+        Some(false) => {
+            // The deadline: sinks hand what they hold to their dead-letter destination (memory
+            // buffers) or leave it on disk, and return.
+            let before: Vec<u64> = metrics
+                .iter()
+                .map(|(_, m)| m.dead_lettered.load(std::sync::atomic::Ordering::Relaxed))
+                .collect();
+            pipeline.deadline.cancel();
+            let wait_sinks = async {
+                while finished.count() < sink_count {
+                    match sink_done.recv().await {
+                        Some((index, result)) => finished.record(index, result),
+                        None => break,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(AFTER_DEADLINE, wait_sinks).await;
+            let mut unfinished = Vec::new();
+            for (((id, m), durable), before) in metrics.iter().zip(&durable).zip(before) {
+                let s = m.snapshot();
+                let dead_lettered = s.dead_lettered.saturating_sub(before);
+                // A disk buffer keeps counting the events it handed to the sink until they are
+                // confirmed (they stay on disk till then): they are in both counts.
+                let unconfirmed = if *durable {
+                    s.buffered
+                } else {
+                    s.buffered + s.in_flight
+                };
+                if *durable {
+                    if unconfirmed > 0 {
+                        tracing::warn!(sink = %id, unconfirmed, "shutdown deadline passed; these events stay in the disk buffer and are delivered after the next start");
+                    }
+                    continue;
+                }
+                if unconfirmed > 0 {
+                    tracing::error!(sink = %id, unconfirmed, "shutdown deadline passed; these events were neither confirmed nor written to dead letters, and are lost with this process");
+                }
+                if unconfirmed + dead_lettered > 0 {
+                    unfinished.push((id.clone(), unconfirmed + dead_lettered));
+                }
+            }
+            match finished.outcome() {
+                RunOutcome::SinkFailed(failed) => RunOutcome::SinkFailed(failed),
+                _ if unfinished.is_empty() => RunOutcome::Completed,
+                _ => RunOutcome::Unfinished(unfinished),
+            }
         }
     };
     if let Some(summary) = summary {
@@ -167,6 +226,50 @@ pub async fn run(mut pipeline: Pipeline, options: RunOptions, mut signals: Signa
     }
     log_summary(&metrics, true);
     outcome
+}
+
+/// The sinks whose tasks have ended, and how.
+struct SinksFinished {
+    ids: Vec<String>,
+    results: Vec<Option<Result<(), String>>>,
+}
+
+impl SinksFinished {
+    fn new(ids: Vec<String>) -> Self {
+        let results = ids.iter().map(|_| None).collect();
+        Self { ids, results }
+    }
+
+    fn record(&mut self, index: usize, result: Result<(), String>) {
+        if let (Some(slot), Some(id)) = (self.results.get_mut(index), self.ids.get(index)) {
+            if let Err(e) = &result {
+                tracing::error!(sink = %id, "sink failed: {e}");
+            }
+            *slot = Some(result);
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.results.iter().filter(|r| r.is_some()).count()
+    }
+
+    /// `SinkFailed` naming every failed sink, or `Completed`.
+    fn outcome(&self) -> RunOutcome {
+        let failed: Vec<(String, String)> = self
+            .ids
+            .iter()
+            .zip(&self.results)
+            .filter_map(|(id, r)| match r {
+                Some(Err(e)) => Some((id.clone(), e.clone())),
+                _ => None,
+            })
+            .collect();
+        if failed.is_empty() {
+            RunOutcome::Completed
+        } else {
+            RunOutcome::SinkFailed(failed)
+        }
+    }
 }
 
 /// Copies each batch of one source to every buffer it feeds, in order, waiting on full ones.

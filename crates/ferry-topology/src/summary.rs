@@ -14,6 +14,7 @@ pub(crate) fn log_summary(sinks: &[(String, Arc<SinkMetrics>)], final_line: bool
             retried = s.retried,
             rejected = s.rejected,
             dropped = s.dropped,
+            dead_lettered = s.dead_lettered,
             buffered = s.buffered,
             in_flight = s.in_flight,
             "{message}"

@@ -8,6 +8,7 @@ Examples:
   ferry --config base.toml --config kafka.toml  several files form one configuration
   ferry validate --config ferry.toml            check a configuration (and reach the sinks)
   ferry list                                    show every source and sink type built in
+  ferry dead-letter list                        records sinks could never deliver, per sink
   RUST_LOG=ferry=debug ferry -c ferry.toml      more detail from one area
 
 A minimal configuration:
@@ -48,6 +49,24 @@ pub enum Command {
         #[command(subcommand)]
         action: BufferCommand,
     },
+    /// Inspect dead letters: records a sink could never deliver, kept on disk.
+    ///
+    /// A record becomes a dead letter when its sink can never deliver it: the topic name is
+    /// invalid or could not be rendered, the record is larger than the broker accepts, the
+    /// topic stayed missing past its grace, writing was denied, or it was still unconfirmed at
+    /// the shutdown deadline. Before its source is told the record was rejected, ferry appends
+    /// it (payload, key and headers byte for byte, plus time, sink, topic, reason and cause) as
+    /// one JSON line to `<data_dir>/dead_letters/<sink id>/dead-letters-NNNNNN.jsonl`, so
+    /// nothing is dropped without a record.
+    ///
+    /// `list` and `show` only read, and are safe while ferry runs (the last line of a file
+    /// being written may then show as unreadable). Once the cause is fixed (topic created,
+    /// size limit raised), `ferry dead-letter replay` sends the letters again.
+    #[command(name = "dead-letter", after_help = DEAD_LETTER_EXAMPLES)]
+    DeadLetter {
+        #[command(subcommand)]
+        action: DeadLetterCommand,
+    },
     /// List every registered source and sink type with a one-line description.
     List {
         /// Also print each component's example configuration.
@@ -70,6 +89,76 @@ pub struct BufferArgs {
     /// directory per disk-buffered sink. Default: the same default ferry uses.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+const DEAD_LETTER_EXAMPLES: &str = "\
+Examples:
+  ferry dead-letter list                                   per sink: letters, time range, reasons
+  ferry dead-letter show --sink kafka --limit 10           the ten oldest letters of sink `kafka`
+  ferry dead-letter show | jq -r .reason | sort | uniq -c  letters per reason, across sinks
+  ferry dead-letter list --dir /srv/dead/kafka             a sink configured with `dead_letter.path`
+  ferry dead-letter replay --config ferry.toml             send them again once the cause is fixed
+  ferry dead-letter replay -c ferry.toml --sink kafka --topic quarantine   all of one sink's, elsewhere";
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// Per sink: files, letters, bytes, oldest and newest letter, letters per reason, and any
+    /// unreadable lines (such as the torn last line of a crash).
+    List(DeadLetterArgs),
+    /// Print the letters as stored, one JSON line each, oldest first (sink by sink).
+    ///
+    /// Fields: time, sink, topic, reason, cause, key (or key_base64 when not UTF-8), payload
+    /// (or payload_base64), headers, timestamp_ms. Unreadable lines are reported on standard
+    /// error.
+    Show(DeadLetterShowArgs),
+    /// Send the letters again, once their cause is fixed; run it while ferry is stopped.
+    ///
+    /// For every sink of the configuration (or only `--sink`), each letter is sent again to
+    /// its topic (or to `--topic`) with its key, headers and timestamp. A file is removed once
+    /// every letter in it was confirmed; letters that fail again stay, and the first cause is
+    /// printed. Exit status 1 if any letter failed.
+    Replay(DeadLetterReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterReplayArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Only this sink's letters (the ID of its `[sinks.ID]` table).
+    #[arg(long, value_name = "ID")]
+    pub sink: Option<String>,
+
+    /// Send every letter to this topic instead of its own.
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterArgs {
+    /// The data directory (the configuration's `data_dir`); its `dead_letters/` holds one
+    /// directory per sink. Default: the same default ferry uses.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// One sink's dead-letter directory, for a sink whose `dead_letter.path` points elsewhere;
+    /// used instead of the data directory.
+    #[arg(long, value_name = "DIR", conflicts_with = "data_dir")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterShowArgs {
+    #[command(flatten)]
+    pub location: DeadLetterArgs,
+
+    /// Only this sink's letters (the ID of its `[sinks.ID]` table).
+    #[arg(long, value_name = "ID", conflicts_with = "dir")]
+    pub sink: Option<String>,
+
+    /// Print at most N letters.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Args)]

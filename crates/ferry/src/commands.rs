@@ -6,7 +6,9 @@ use ferry_config::Config;
 use ferry_core::component::registered_components;
 use ferry_topology::{RunOptions, RunOutcome, Signals};
 
-use crate::cli::{BufferArgs, BufferCommand, Cli, Command, ConfigArgs, RunArgs, ValidateArgs};
+use crate::cli::{
+    BufferArgs, BufferCommand, Cli, Command, ConfigArgs, DeadLetterCommand, RunArgs, ValidateArgs,
+};
 
 /// Status for a second signal, as a shell reports death by SIGINT.
 const EXIT_ABORTED: u8 = 130;
@@ -21,6 +23,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Buffer { action }) => match action {
             BufferCommand::Inspect(args) => buffers(args, false),
             BufferCommand::Check(args) => buffers(args, true),
+        },
+        Some(Command::DeadLetter { action }) => match action {
+            DeadLetterCommand::List(args) => crate::dead_letters::list(args),
+            DeadLetterCommand::Show(args) => crate::dead_letters::show(args),
+            DeadLetterCommand::Replay(args) => crate::dead_letters::replay(args),
         },
         None => run(cli.run),
     }
@@ -100,7 +107,7 @@ fn list(examples: bool) {
 }
 
 /// Loads the configuration; on failure prints every problem and returns `None`.
-fn load(args: &ConfigArgs) -> anyhow::Result<Option<Config>> {
+pub(crate) fn load(args: &ConfigArgs) -> anyhow::Result<Option<Config>> {
     if args.config.is_empty() {
         bail!("no configuration given: pass --config FILE (see `ferry --help` for an example)");
     }
@@ -203,7 +210,20 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             ExitCode::FAILURE
         }
-        Some(RunOutcome::Unfinished(_)) | Some(RunOutcome::SinkFailed(_)) => ExitCode::FAILURE,
+        Some(RunOutcome::Unfinished(sinks)) => {
+            for (sink, events) in sinks {
+                eprintln!(
+                    "ferry: sink `{sink}`: {events} events were not confirmed by the shutdown deadline (see the log above for where they are)"
+                );
+            }
+            ExitCode::FAILURE
+        }
+        Some(RunOutcome::SinkFailed(sinks)) => {
+            for (sink, cause) in sinks {
+                eprintln!("ferry: sink `{sink}` failed: {cause}");
+            }
+            ExitCode::FAILURE
+        }
         Some(RunOutcome::Aborted) => ExitCode::from(EXIT_ABORTED),
     };
     Ok(code)

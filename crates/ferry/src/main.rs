@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod dead_letters;
 mod logging;
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));
