@@ -228,3 +228,152 @@ topic = "{topic}"
     let records = read_topic(kafka.bootstrap_servers(), &topic, delivered as usize, IDLE);
     assert_eq!(records.len() as u64, delivered);
 }
+
+#[test]
+fn dead_letters_of_a_missing_topic_are_replayed_once_it_exists() {
+    let kafka = TestKafka::start();
+    let topic = unique("res-replay");
+    let config = ConfigDir::stdin_to_kafka(
+        kafka.bootstrap_servers(),
+        &topic,
+        "healthcheck = false\nunknown_topic_grace_ms = 1000\nkey_field = \"message\"",
+    );
+    let lines: Vec<String> = (0..100).map(|i| format!("replayed {i}")).collect();
+    let output = run_with_input(
+        config.ferry(&[]),
+        (lines.join("\n") + "\n").as_bytes(),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert_eq!(
+        summary_counter(&err, "kafka", "dead_lettered"),
+        Some(100),
+        "{err}"
+    );
+    assert_eq!(config.dead_letters("kafka").len(), 100);
+
+    let data_dir = config.dir.path().join("data");
+    let list = std::process::Command::new(ferry_e2e::ferry_bin())
+        .args(["dead-letter", "list", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{listed}");
+    assert!(
+        listed.contains("100 letters") && listed.contains("unknown_topic 100"),
+        "{listed}"
+    );
+
+    // Before the topic exists a replay fails again and keeps every letter.
+    let again = config.ferry(&["dead-letter", "replay"]).output().unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert_eq!(config.dead_letters("kafka").len(), 100);
+
+    kafka.create_topics(&[&topic]);
+    let replay = config.ferry(&["dead-letter", "replay"]).output().unwrap();
+    let out = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert!(out.contains("100 delivered"), "{out}");
+    assert!(
+        config.dead_letters("kafka").is_empty(),
+        "replayed files are removed"
+    );
+    let records = read_topic(kafka.bootstrap_servers(), &topic, 100, IDLE);
+    let arrived: HashSet<&str> = records.iter().map(|r| r.payload_str()).collect();
+    assert_eq!(arrived, lines.iter().map(String::as_str).collect());
+    assert!(
+        records
+            .iter()
+            .all(|r| r.key.as_deref() == Some(r.payload.as_slice())),
+        "keys are replayed too"
+    );
+}
+
+/// Peak resident memory of a running process, from /proc.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The bound the docs state for a retry backlog with these settings.
+const BACKLOG_RSS_BOUND_KIB: u64 = 128 * 1024;
+
+#[test]
+fn a_retry_backlog_during_an_outage_stays_bounded_and_backpressure_reaches_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut kafka = TestKafka::local(ferry_e2e::Storage::Sqlite(dir.path().to_owned()));
+    let topic = "backlog";
+    kafka.create_topics(&[topic]);
+    let brokers = kafka.bootstrap_servers().to_owned();
+    kafka.broker.as_mut().unwrap().stop();
+    // Idempotence off only because of tansu 0.6.0's bug after producer re-initialisation.
+    let config = ConfigDir::stdin_to_kafka(
+        &brokers,
+        topic,
+        "healthcheck = false\nmessage_timeout_ms = 2000\nretry_queue_max_events = 20000\nlibrdkafka_options.\"enable.idempotence\" = \"false\"",
+    );
+    let mut child = config
+        .ferry(&["--shutdown-timeout", "120"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let total: usize = 300_000;
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut stdin = child.stdin.take().unwrap();
+    let counter = written.clone();
+    let writer = std::thread::spawn(move || {
+        let pad = "x".repeat(120);
+        for chunk in 0..total / 1000 {
+            let text: String = (0..1000)
+                .map(|i| format!("backlog {:07} {pad}\n", chunk * 1000 + i))
+                .collect();
+            stdin.write_all(text.as_bytes()).unwrap();
+            counter.fetch_add(1000, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    // Long enough for several message timeouts: deliveries fail and pile up as retries.
+    let mut peak = 0;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(250));
+        peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
+    }
+    let taken = written.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        taken < total / 2,
+        "input is not read while the backlog is at its bound ({taken} of {total} lines taken)"
+    );
+    kafka.broker.as_mut().unwrap().restart().unwrap();
+    writer.join().unwrap();
+    let output = wait_with_limit(child, Duration::from_secs(180));
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(peak > 0, "peak RSS was read");
+    assert!(
+        peak < BACKLOG_RSS_BOUND_KIB,
+        "peak RSS {peak} KiB during the outage, bound {BACKLOG_RSS_BOUND_KIB} KiB"
+    );
+    assert_eq!(
+        summary_counter(&err, "kafka", "delivered"),
+        Some(total as u64),
+        "{err}"
+    );
+    let records = read_topic(&brokers, topic, total, Duration::from_secs(3));
+    let got: HashSet<&[u8]> = records.iter().map(|r| &r.payload[..15]).collect();
+    assert_eq!(got.len(), total, "every line arrived");
+    eprintln!("peak RSS during the outage: {peak} KiB; lines taken while Kafka was down: {taken}");
+}

@@ -17,17 +17,29 @@
 //! ## Guarantees
 //! - **At least once.** An event is settled `Delivered` only when its delivery report says
 //!   Kafka stored it. A delivery that failed for a reason that may pass (timeout, purge, broker
-//!   gone, unknown topic) is counted as a retry and sent again, for as long as the process
+//!   gone, leader moved) is counted as a retry and sent again, for as long as the process
 //!   lives; it is never counted as delivered and never silently dropped.
-//! - **Permanent rejections** (a topic template naming a missing field, a record larger than
-//!   `message.max.bytes`, an invalid record, topic authorization denied) settle the event as
-//!   `Rejected`, count it, and log a rate-limited warning naming the cause. The stream goes on.
-//! - **Backpressure.** When librdkafka's queue is full the sink waits for delivery reports
-//!   to free room, so its buffer fills and the sources wait. It never drops and never spins.
+//! - **Nothing dropped without a record.** A record that can never be stored (invalid or
+//!   unrenderable topic, larger than `message.max.bytes`, invalid, topic authorization denied,
+//!   a topic still missing after `unknown_topic_grace_ms`) is written to the dead-letter file
+//!   and fsynced before its event is settled `Rejected`; counted in `rejected` and
+//!   `dead_lettered`, logged at a rate limit with the cause.
+//! - **Isolation.** Failures are classified once (`failure.rs`); a failing topic waits on its
+//!   own back-off in the retry queue while the other topics flow, and a record that can never
+//!   be sent never holds up the records behind it. The one shared wait is librdkafka's full
+//!   queue: backpressure.
+//! - **Bounded memory.** librdkafka's queue is bounded by its settings, the retry queue by
+//!   `retry_queue_max_events` / `retry_queue_max_bytes`; at the bound no new input is read.
+//! - **A dead producer is replaced.** After librdkafka's fatal error, or no delivery report for
+//!   `producer_stall_timeout_ms` while records wait, a new producer is built and everything
+//!   unconfirmed is sent again through it (duplicates possible).
 //! - **Order.** The idempotent producer is on by default, so librdkafka's own retries neither
-//!   reorder nor duplicate within a partition.
-//! - **Shutdown.** At end of input the sink waits until every event is confirmed; the
-//!   topology's shutdown deadline bounds the wait and reports what remained.
+//!   reorder nor duplicate within a partition; a topic's new records queue behind its records
+//!   being sent again. A record whose delivery failed for good at librdkafka's level is sent
+//!   after records already handed to librdkafka (docs/sinks/kafka.md, Ordering).
+//! - **Shutdown.** At end of input the sink waits until every event is confirmed; at the
+//!   topology's deadline a memory-buffered sink writes what it still holds to the dead-letter
+//!   file, a disk-buffered one leaves it in its buffer.
 
 mod client;
 mod config;
