@@ -8,7 +8,7 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferry_core::rate_limit::WarnLimiter;
 use ferry_core::{DeliveryStatus, EventFinalizer, SinkMetrics};
@@ -107,11 +107,13 @@ pub(crate) struct SinkShared {
     pub(crate) waiting_for_room: AtomicBool,
     /// The queued count at which a waiting sink is woken (see `KafkaSink::wait_for_room`).
     pub(crate) resume_below: AtomicU64,
-    /// Records handed to librdkafka (any producer of this sink) and not yet reported.
+    /// Records handed to librdkafka (any producer of this sink) and not yet reported. Counted
+    /// before `produce` (a report may come before `produce` returns) and taken back if
+    /// librdkafka refuses the record, so it never goes below zero.
     pub(crate) queued: AtomicU64,
-    /// When the last delivery report of any kind arrived, in ms since `started`.
-    last_report_ms: AtomicU64,
-    started: Instant,
+    /// Delivery reports of any kind so far: the sink sees a stalled producer by this count
+    /// not moving (a counter costs less per record than reading the clock).
+    reports: AtomicU64,
     /// The reason of a fatal producer error, until the sink rebuilt the producer.
     fatal: Mutex<Option<String>>,
     fatal_flag: AtomicBool,
@@ -139,8 +141,7 @@ impl SinkShared {
             waiting_for_room: AtomicBool::new(false),
             resume_below: AtomicU64::new(0),
             queued: AtomicU64::new(0),
-            last_report_ms: AtomicU64::new(0),
-            started: Instant::now(),
+            reports: AtomicU64::new(0),
             fatal: Mutex::new(None),
             fatal_flag: AtomicBool::new(false),
             rebuilds: AtomicU64::new(0),
@@ -169,15 +170,19 @@ impl SinkShared {
         lock(&self.fatal).take()
     }
 
-    /// How long since the last delivery report (or since the sink started).
-    pub(crate) fn since_last_report(&self) -> Duration {
-        let now = self.started.elapsed();
-        now.saturating_sub(Duration::from_millis(self.last_report_ms.load(Ordering::Relaxed)))
+    /// Delivery reports so far.
+    pub(crate) fn reports(&self) -> u64 {
+        self.reports.load(Ordering::Relaxed)
     }
 
-    /// Counts a record librdkafka took.
-    pub(crate) fn queued_one(&self) {
+    /// Counts a record about to be handed to librdkafka.
+    pub(crate) fn queue_one(&self) {
         self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Takes back the count of a record librdkafka refused.
+    pub(crate) fn unqueue_one(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
     }
 
     pub(crate) fn take_last_error(&self) -> Option<String> {
@@ -208,13 +213,11 @@ impl SinkShared {
 
     /// Called for every delivery report: one record left librdkafka's queue.
     fn reported(&self) {
-        let _ = self
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(1)));
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_report_ms.store(now, Ordering::Relaxed);
+        // Every report follows a `queue_one`, so this never goes below zero.
+        let queued = self.queued.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.reports.fetch_add(1, Ordering::Relaxed);
         if self.waiting_for_room.load(Ordering::Acquire)
-            && self.queued.load(Ordering::Acquire) <= self.resume_below.load(Ordering::Acquire)
+            && queued <= self.resume_below.load(Ordering::Acquire)
         {
             self.room.notify_one();
         }

@@ -82,6 +82,7 @@ impl SinkRunner for KafkaSink {
                 dead_letters,
                 alone: None,
                 last_rebuild: None,
+                last_reports: (0, Instant::now()),
                 retry_warnings: WarnLimiter::new(Duration::from_secs(30)),
             };
             running.run(input).await
@@ -97,6 +98,8 @@ struct RunningSink {
     /// A producer that sends every record in a batch of its own, made on first need.
     alone: Option<Producer>,
     last_rebuild: Option<Instant>,
+    /// The delivery-report count when it last changed, and when (to see a stalled producer).
+    last_reports: (u64, Instant),
     retry_warnings: WarnLimiter,
 }
 
@@ -406,26 +409,27 @@ impl RunningSink {
         };
         // Keyless records go to a partition with a leader, as new ones do (librdkafka's own
         // partitioner tries a leaderless one again one time in nine with three partitions).
+        self.sink.shared.queue_one();
         match self.sink.topics.send(outgoing, handle, true) {
-            Ok(()) => {
-                self.sink.shared.queued_one();
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(NotQueued {
                 error,
                 finalizer,
                 headers,
-            }) => Err(Box::new((
-                OwnedRecord {
-                    topic,
-                    key,
-                    payload,
-                    headers,
-                    timestamp,
-                    handle: finalizer,
-                },
-                error,
-            ))),
+            }) => {
+                self.sink.shared.unqueue_one();
+                Err(Box::new((
+                    OwnedRecord {
+                        topic,
+                        key,
+                        payload,
+                        headers,
+                        timestamp,
+                        handle: finalizer,
+                    },
+                    error,
+                )))
+            }
         }
     }
 
@@ -453,12 +457,11 @@ impl RunningSink {
         if let Some(headers) = headers {
             base = base.headers(headers);
         }
+        self.sink.shared.queue_one();
         match producer.send(base) {
-            Ok(()) => {
-                self.sink.shared.queued_one();
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err((error, mut base)) => {
+                self.sink.shared.unqueue_one();
                 let headers = base.headers.take();
                 let handle = base.delivery_opaque;
                 Err(Box::new((
@@ -493,13 +496,20 @@ impl RunningSink {
     /// allows.
     fn check_stall(&mut self) {
         let queued = self.sink.shared.queued.load(Ordering::Acquire);
-        let quiet = self.sink.shared.since_last_report();
-        if queued > 0 && quiet >= self.sink.resilience.stall_timeout {
+        let reports = self.sink.shared.reports();
+        let now = Instant::now();
+        if queued == 0 || reports != self.last_reports.0 {
+            self.last_reports = (reports, now);
+            return;
+        }
+        let quiet = now.duration_since(self.last_reports.1);
+        if quiet >= self.sink.resilience.stall_timeout {
             let cause = format!(
                 "no delivery report for {:.0} s while {queued} records wait (producer_stall_timeout_ms = {})",
                 quiet.as_secs_f64(),
                 self.sink.resilience.stall_timeout.as_millis()
             );
+            self.last_reports = (reports, now);
             self.rebuild(&cause);
         }
     }
@@ -660,17 +670,18 @@ async fn send_waiting_for_room(
     let mut headers = headers;
     let mut handle = handle;
     loop {
+        shared.queue_one();
         match topics.send(outgoing(parts, headers), handle, true) {
-            Ok(()) => {
-                shared.queued_one();
-                return None;
-            }
-            Err(refused) if refused.error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+            Ok(()) => return None,
+            Err(refused) => {
+                shared.unqueue_one();
+                if refused.error.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
+                    return Some(refused);
+                }
                 headers = refused.headers;
                 handle = refused.finalizer;
                 wait_for_room(shared).await;
             }
-            Err(refused) => return Some(refused),
         }
     }
 }

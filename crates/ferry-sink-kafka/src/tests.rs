@@ -307,3 +307,39 @@ async fn order_per_key_survives_request_errors() {
     }
     assert_eq!(seen.len(), 5000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_that_goes_quiet_is_rebuilt_and_nothing_is_lost() {
+    let cluster = cluster("quiet", 1);
+    let bootstrap = cluster.bootstrap_servers();
+    let running = start(
+        &bootstrap,
+        "quiet",
+        "message_timeout_ms = 60000\nproducer_stall_timeout_ms = 2000",
+    );
+    let mut statuses = Vec::new();
+    send(&running, 0, 100, 1, &mut statuses).await;
+    // Answers slower than the stall timeout: records wait and no report comes.
+    for broker in 1..=3 {
+        cluster
+            .broker_round_trip_time(broker, Duration::from_secs(8))
+            .expect("delay");
+    }
+    send(&running, 100, 500, 1, &mut statuses).await;
+    let started = Instant::now();
+    while running.shared.rebuilds.load(Ordering::Relaxed) == 0 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for broker in 1..=3 {
+        cluster
+            .broker_round_trip_time(broker, Duration::ZERO)
+            .expect("no delay");
+    }
+    let shared = running.shared.clone();
+    let statuses = finish(running, statuses).await;
+    assert!(shared.rebuilds.load(Ordering::Relaxed) >= 1, "the quiet producer was rebuilt");
+    assert!(statuses.iter().all(|s| *s == DeliveryStatus::Delivered), "{statuses:?}");
+    let records = read_back(&bootstrap, "quiet", 600);
+    let distinct: std::collections::HashSet<&String> = records.iter().map(|(_, p)| p).collect();
+    assert_eq!(distinct.len(), 600);
+}
