@@ -377,3 +377,53 @@ fn a_retry_backlog_during_an_outage_stays_bounded_and_backpressure_reaches_the_s
     assert_eq!(got.len(), total, "every line arrived");
     eprintln!("peak RSS during the outage: {peak} KiB; lines taken while Kafka was down: {taken}");
 }
+
+#[test]
+fn dead_letters_go_to_a_dead_letter_topic_and_to_the_file_when_it_refuses() {
+    let kafka = TestKafka::start();
+    let base = unique("res-dlq");
+    let good = format!("{base}-a");
+    let dlq = format!("{base}-dead");
+    kafka.create_topics(&[&good, &dlq]);
+    let input = "{\"message\":\"ok\",\"svc\":\"a\"}\n{\"message\":\"bad\",\"svc\":\"a b\"}\n{\"message\":\"no svc\"}\n";
+    let run = |dead_letter_topic: &str| {
+        let config = json_to_kafka(
+            kafka.bootstrap_servers(),
+            &format!("{base}-{{{{svc}}}}"),
+            &format!("dead_letter.topic = \"{dead_letter_topic}\""),
+        );
+        let output = run_with_input(config.ferry(&[]), input.as_bytes(), Duration::from_secs(60));
+        let err = stderr(&output);
+        assert!(output.status.success(), "{err}");
+        assert_eq!(summary_counter(&err, "kafka", "delivered"), Some(1), "{err}");
+        assert_eq!(summary_counter(&err, "kafka", "dead_lettered"), Some(2), "{err}");
+        config
+    };
+
+    let config = run(&dlq);
+    assert!(config.dead_letters("kafka").is_empty(), "the topic took them");
+    let records = read_topic(kafka.bootstrap_servers(), &dlq, 2, IDLE);
+    assert_eq!(records.len(), 2);
+    let header = |r: &ferry_e2e::Record, name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == &format!("ferry.dead_letter.{name}"))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let mut reasons: Vec<String> = records.iter().filter_map(|r| header(r, "reason")).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["invalid_topic", "template"]);
+    let invalid = records
+        .iter()
+        .find(|r| header(r, "reason").as_deref() == Some("invalid_topic"))
+        .unwrap();
+    assert_eq!(header(invalid, "topic"), Some(format!("{base}-a b")));
+    assert!(invalid.payload_str().contains("\"bad\""), "payload intact");
+
+    // A dead-letter topic that does not exist: the letters go to the file instead.
+    let config = run(&format!("{base}-missing"));
+    let letters = config.dead_letters("kafka");
+    assert_eq!(letters.len(), 2, "the file took what the topic refused");
+    assert!(letters.iter().all(|l| l.cause.contains("dead-letter topic refused it")));
+    assert!(letters.iter().any(|l| l.topic == format!("{base}-a b")));
+}

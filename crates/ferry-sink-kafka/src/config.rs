@@ -262,10 +262,13 @@ impl KafkaSinkConfig {
             ));
         }
         issues.extend(self.dead_letter.validate());
-        if self.dead_letter.topic.is_some() {
+        if let Some(topic) = &self.dead_letter.topic
+            && !topic.trim().is_empty()
+            && let Err(why) = crate::failure::valid_topic_name(topic)
+        {
             issues.push(ConfigIssue::new(
                 "dead_letter.topic",
-                "is not supported by the kafka sink yet: dead letters go to files (dead_letter.path)",
+                why.replace("the rendered topic", "the topic"),
             ));
         }
         let sasl = &self.sasl;

@@ -33,6 +33,17 @@ pub(crate) struct DeliveryHandle {
     pub(crate) attempts: u32,
     /// Send it in a batch of its own (the broker refused a batch it was in as too large).
     pub(crate) alone: bool,
+    /// Set when the record is a dead letter on its way to the dead-letter topic: its report
+    /// settles it `Rejected`, and if the topic refuses it, it goes to the dead-letter file.
+    pub(crate) letter: Option<Box<LetterFacts>>,
+}
+
+/// What a dead letter on its way to the dead-letter topic came from.
+pub(crate) struct LetterFacts {
+    pub(crate) reason: ferry_dead_letter::DeadLetterReason,
+    pub(crate) cause: String,
+    /// The topic the record was meant for.
+    pub(crate) topic: String,
 }
 
 impl DeliveryHandle {
@@ -42,6 +53,7 @@ impl DeliveryHandle {
             finalizer,
             attempts: 0,
             alone: false,
+            letter: None,
         }
     }
 }
@@ -50,7 +62,7 @@ const BOXED: usize = 1;
 
 impl IntoOpaque for DeliveryHandle {
     fn into_ptr(self) -> *mut c_void {
-        if self.attempts == 0 && !self.alone {
+        if self.attempts == 0 && !self.alone && self.letter.is_none() {
             return self.finalizer.into_raw().cast_mut().cast();
         }
         let boxed = Box::into_raw(Box::new(self));
@@ -164,7 +176,8 @@ impl SinkShared {
 
     /// The cause of a fatal producer error, taken once.
     pub(crate) fn take_fatal(&self) -> Option<String> {
-        if !self.fatal_flag.swap(false, Ordering::AcqRel) {
+        // A load first: this is asked once per batch, and a swap would write every time.
+        if !self.fatal_flag.load(Ordering::Acquire) || !self.fatal_flag.swap(false, Ordering::AcqRel) {
             return None;
         }
         lock(&self.fatal).take()
@@ -268,9 +281,16 @@ impl ProducerContext for FerryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, mut handle: Self::DeliveryOpaque) {
         let shared = &self.shared;
         match result {
-            Ok(_) => {
+            Ok(_) if handle.letter.is_none() => {
                 handle.finalizer.settle(DeliveryStatus::Delivered);
                 SinkMetrics::add(&shared.metrics.delivered, 1);
+                SinkMetrics::sub(&shared.metrics.in_flight, 1);
+            }
+            Ok(_) => {
+                // A dead letter stored in the dead-letter topic: its source hears `Rejected`.
+                handle.finalizer.settle(DeliveryStatus::Rejected);
+                SinkMetrics::add(&shared.metrics.rejected, 1);
+                SinkMetrics::add(&shared.metrics.dead_lettered, 1);
                 SinkMetrics::sub(&shared.metrics.in_flight, 1);
             }
             Err((error, message)) => {
@@ -314,6 +334,7 @@ mod tests {
             finalizer: EventFinalizer::new(notifier),
             attempts: 3,
             alone: true,
+            letter: None,
         };
         let ptr = retried.into_ptr();
         assert_eq!(ptr.addr() & BOXED, BOXED);

@@ -88,6 +88,65 @@ impl DeadLetters {
     }
 }
 
+/// Header names the dead-letter topic's records carry besides the record's own.
+pub(crate) const HEADER_PREFIX: &str = "ferry.dead_letter.";
+
+/// `record` as a record for the dead-letter topic: key and payload as they were, the record's
+/// own headers followed by `ferry.dead_letter.{reason,cause,topic,sink,time}`.
+pub(crate) fn to_topic(
+    mut record: OwnedRecord,
+    dead_letter_topic: &str,
+    sink: &str,
+    reason: DeadLetterReason,
+    cause: &str,
+) -> OwnedRecord {
+    let time = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut headers = record.headers.take().unwrap_or_default();
+    for (name, value) in [
+        ("reason", reason.as_str()),
+        ("cause", cause),
+        ("topic", record.topic.as_str()),
+        ("sink", sink),
+        ("time", time.as_str()),
+    ] {
+        let key = format!("{HEADER_PREFIX}{name}");
+        headers = headers.insert(rdkafka::message::Header {
+            key: &key,
+            value: Some(value),
+        });
+    }
+    let original = std::mem::replace(&mut record.topic, dead_letter_topic.to_owned());
+    record.headers = Some(headers);
+    record.handle.letter = Some(Box::new(crate::context::LetterFacts {
+        reason,
+        cause: cause.to_owned(),
+        topic: original,
+    }));
+    record
+}
+
+/// A record the dead-letter topic refused, as it was before [`to_topic`].
+pub(crate) fn from_topic(mut record: OwnedRecord, original_topic: String) -> OwnedRecord {
+    record.topic = original_topic;
+    record.headers = record.headers.take().and_then(|headers| {
+        let kept: Vec<_> = headers
+            .iter()
+            .filter(|h| !h.key.starts_with(HEADER_PREFIX))
+            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+            .collect();
+        (!kept.is_empty()).then(|| {
+            kept.iter()
+                .fold(OwnedHeaders::new_with_capacity(kept.len()), |h, (key, value)| {
+                    h.insert(rdkafka::message::Header {
+                        key,
+                        value: value.as_deref(),
+                    })
+                })
+        })
+    });
+    record
+}
+
 /// Headers as the dead letter keeps them.
 fn header_pairs(headers: &OwnedHeaders) -> Vec<(String, Option<Vec<u8>>)> {
     headers

@@ -209,8 +209,7 @@ impl RunningSink {
                         timestamp: parts.timestamp,
                         handle,
                     };
-                    self.dead_letters
-                        .send(record, DeadLetterReason::Template, &e.to_string())
+                    self.dead_letter(record, DeadLetterReason::Template, &e.to_string())
                         .await;
                     continue;
                 }
@@ -239,8 +238,36 @@ impl RunningSink {
         }
     }
 
+    /// Writes `record` as a dead letter: to the dead-letter topic when one is configured (the
+    /// file if the topic refuses it), else to the file.
+    async fn dead_letter(&mut self, record: OwnedRecord, reason: DeadLetterReason, cause: &str) {
+        let Some(topic) = self.sink.resilience.dead_letter.topic.clone() else {
+            self.dead_letters.send(record, reason, cause).await;
+            return;
+        };
+        let letter = crate::dead_letters::to_topic(record, &topic, &self.sink.id, reason, cause);
+        if let Err(refused) = self.send_owned(letter) {
+            let (record, error) = *refused;
+            self.letter_refused(record, &error).await;
+        }
+    }
+
+    /// A dead letter the dead-letter topic refused goes to the file, as it was.
+    async fn letter_refused(&mut self, mut record: OwnedRecord, error: &KafkaError) {
+        let Some(facts) = record.handle.letter.take() else {
+            return;
+        };
+        let record = crate::dead_letters::from_topic(record, facts.topic);
+        let cause = format!("{} (the dead-letter topic refused it too: {error})", facts.cause);
+        self.dead_letters.send(record, facts.reason, &cause).await;
+    }
+
     /// Gives a failed record the treatment its failure class calls for.
     async fn route_failure(&mut self, mut record: OwnedRecord, error: &KafkaError, at_enqueue: bool) {
+        if record.handle.letter.is_some() {
+            self.letter_refused(record, error).await;
+            return;
+        }
         if at_enqueue {
             record.handle.attempts = record.handle.attempts.saturating_add(1);
         }
@@ -266,8 +293,7 @@ impl RunningSink {
             }
             FailureClass::Unrecognised => {
                 let cause = format!("{error} (after {} attempts)", record.handle.attempts);
-                self.dead_letters
-                    .send(record, DeadLetterReason::RetriesExhausted, &cause)
+                self.dead_letter(record, DeadLetterReason::RetriesExhausted, &cause)
                     .await;
             }
             FailureClass::MissingTopic => {
@@ -275,8 +301,7 @@ impl RunningSink {
                 self.sink.topics.metadata().refresh_soon(&record.topic);
                 if now.duration_since(since) >= self.sink.resilience.unknown_topic_grace {
                     let cause = self.missing_cause(since, now);
-                    self.dead_letters
-                        .send(record, DeadLetterReason::UnknownTopic, &cause)
+                    self.dead_letter(record, DeadLetterReason::UnknownTopic, &cause)
                         .await;
                     return;
                 }
@@ -286,7 +311,7 @@ impl RunningSink {
                 self.retry(record, now);
             }
             FailureClass::Permanent(reason) => {
-                self.dead_letters.send(record, reason, &error.to_string()).await;
+                self.dead_letter(record, reason, &error.to_string()).await;
             }
             FailureClass::BatchTooLarge if !record.handle.alone => {
                 // The broker refused a batch; the record may be fine alone.
@@ -296,9 +321,7 @@ impl RunningSink {
             }
             FailureClass::BatchTooLarge => {
                 let cause = format!("{error} (refused even in a batch of its own)");
-                self.dead_letters
-                    .send(record, DeadLetterReason::TooLarge, &cause)
-                    .await;
+                self.dead_letter(record, DeadLetterReason::TooLarge, &cause).await;
             }
         }
     }
@@ -332,8 +355,7 @@ impl RunningSink {
             let records = self.retries.take_topic(&topic);
             tracing::warn!(sink = %self.sink.id, topic = %topic, records = records.len(), dir = %self.dead_letters.dir().display(), "topic still missing after its grace: its records go to the dead-letter file");
             for record in records {
-                self.dead_letters
-                    .send(record, DeadLetterReason::UnknownTopic, &cause)
+                self.dead_letter(record, DeadLetterReason::UnknownTopic, &cause)
                     .await;
             }
         }
@@ -577,10 +599,19 @@ impl RunningSink {
         records.extend(self.retries.take_all());
         let mut letters = records.len();
         let cause = "the shutdown deadline passed before Kafka confirmed it";
-        for record in records {
-            self.dead_letters
-                .send(record, DeadLetterReason::Shutdown, cause)
-                .await;
+        for mut record in records {
+            match record.handle.letter.take() {
+                // Already a dead letter, purged on its way to the dead-letter topic.
+                Some(facts) => {
+                    let record = crate::dead_letters::from_topic(record, facts.topic);
+                    self.dead_letters.send(record, facts.reason, &facts.cause).await;
+                }
+                None => {
+                    self.dead_letters
+                        .send(record, DeadLetterReason::Shutdown, cause)
+                        .await;
+                }
+            }
         }
         // What is still in the buffer: sources have stopped, so this ends.
         while let Some(Some(batch)) = input.next().now_or_never() {

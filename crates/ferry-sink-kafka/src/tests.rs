@@ -327,7 +327,8 @@ async fn a_producer_that_goes_quiet_is_rebuilt_and_nothing_is_lost() {
     }
     send(&running, 100, 500, 1, &mut statuses).await;
     let started = Instant::now();
-    while running.shared.rebuilds.load(Ordering::Relaxed) == 0 && started.elapsed() < Duration::from_secs(20) {
+    while running.shared.rebuilds.load(Ordering::Relaxed) == 0 && started.elapsed() < Duration::from_secs(20)
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for broker in 1..=3 {
@@ -337,8 +338,14 @@ async fn a_producer_that_goes_quiet_is_rebuilt_and_nothing_is_lost() {
     }
     let shared = running.shared.clone();
     let statuses = finish(running, statuses).await;
-    assert!(shared.rebuilds.load(Ordering::Relaxed) >= 1, "the quiet producer was rebuilt");
-    assert!(statuses.iter().all(|s| *s == DeliveryStatus::Delivered), "{statuses:?}");
+    assert!(
+        shared.rebuilds.load(Ordering::Relaxed) >= 1,
+        "the quiet producer was rebuilt"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == DeliveryStatus::Delivered),
+        "{statuses:?}"
+    );
     let records = read_back(&bootstrap, "quiet", 600);
     let distinct: std::collections::HashSet<&String> = records.iter().map(|(_, p)| p).collect();
     assert_eq!(distinct.len(), 600);
