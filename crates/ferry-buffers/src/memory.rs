@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use ferry_core::{DeliveryStatus, LogEvent, SendClosed, SinkMetrics, WhenFull};
 use futures::Stream;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc};
 
 use crate::BufferError;
 
@@ -74,6 +74,10 @@ impl MemoryWriter {
                     permit.forget();
                     wanted
                 }
+                WhenFull::DropNewest if self.room.is_closed() => {
+                    self.count_dropped(events.len() + rest.len());
+                    return Err(SendClosed);
+                }
                 WhenFull::DropNewest => self.take_available_room(wanted),
             };
             if granted < wanted {
@@ -111,9 +115,14 @@ impl MemoryWriter {
                 return 0;
             }
             // Another writer may have taken room since we looked: try again with what is left.
-            if let Ok(permit) = self.room.try_acquire_many(available as u32) {
-                permit.forget();
-                return available;
+            match self.room.try_acquire_many(available as u32) {
+                Ok(permit) => {
+                    permit.forget();
+                    return available;
+                }
+                Err(TryAcquireError::NoPermits) => {}
+                // The reader is gone (a closed semaphore still reports its permits): no room.
+                Err(TryAcquireError::Closed) => return 0,
             }
         }
     }
@@ -224,6 +233,19 @@ mod tests {
         // 2 queued when the reader went, 3 blocked, 1 written after.
         assert_eq!(metrics.dropped.load(Ordering::Relaxed), 6);
         assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_drop_newest_writer_gets_closed_once_the_reader_is_gone() {
+        let metrics = Arc::new(SinkMetrics::default());
+        let (w, r) = channel(10, WhenFull::DropNewest, metrics.clone()).unwrap();
+        w.write(events(2)).await.unwrap();
+        drop(r);
+        let result = tokio::time::timeout(Duration::from_secs(5), w.write(events(3)))
+            .await
+            .expect("the writer does not spin");
+        assert_eq!(result, Err(SendClosed));
+        assert_eq!(metrics.dropped.load(Ordering::Relaxed), 5);
     }
 
     #[tokio::test]

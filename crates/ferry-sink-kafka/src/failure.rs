@@ -112,7 +112,7 @@ pub(crate) fn classify(error: &KafkaError, at_enqueue: bool) -> FailureClass {
         | InvalidTimestamp
         | BadMessage
         | InvalidRequiredAcks => FailureClass::Permanent(DeadLetterReason::InvalidRecord),
-        TopicAuthorizationFailed | ClusterAuthorizationFailed | TransactionalIdAuthorizationFailed => {
+        TopicAuthorizationFailed | TransactionalIdAuthorizationFailed => {
             FailureClass::Permanent(DeadLetterReason::TopicAuthorization)
         }
         _ => FailureClass::Unrecognised,

@@ -34,9 +34,10 @@
 //!   `producer_stall_timeout_ms` while records wait, a new producer is built and everything
 //!   unconfirmed is sent again through it (duplicates possible).
 //! - **Order.** The idempotent producer is on by default, so librdkafka's own retries neither
-//!   reorder nor duplicate within a partition; a topic's new records queue behind its records
-//!   being sent again. A record whose delivery failed for good at librdkafka's level is sent
-//!   after records already handed to librdkafka (docs/sinks/kafka.md, Ordering).
+//!   reorder nor duplicate within a partition; once a topic's record has failed, its newer
+//!   records queue behind it. A record whose delivery failed for good at librdkafka's level
+//!   (timed out, producer rebuilt, resent alone) is sent after records already handed to
+//!   librdkafka, so order per key is not kept across such a failure (docs/sinks/kafka.md).
 //! - **Shutdown.** At end of input the sink waits until every event is confirmed; at the
 //!   topology's deadline a memory-buffered sink writes what it still holds to the dead-letter
 //!   file, a disk-buffered one leaves it in its buffer.

@@ -35,7 +35,13 @@ pub enum ReplayError {
     Client(#[from] ClientError),
 }
 
-/// Collects the delivery results of one file's letters, by their index.
+/// The delivery opaque of letter `index` of the `file`-th file replayed: a late report of an
+/// earlier file can never be taken for one of the current file's letters.
+fn letter_key(file: usize, index: usize) -> usize {
+    (file << 32) | (index & 0xffff_ffff)
+}
+
+/// Collects the delivery results of the letters, by [`letter_key`].
 #[derive(Default)]
 struct ReplayContext {
     outcomes: Mutex<HashMap<usize, Result<(), String>>>,
@@ -64,10 +70,10 @@ pub(crate) fn replay(config: &KafkaSinkConfig, request: &ReplayRequest) -> Resul
     let producer = BaseProducer::from_config_and_context(&client_config, ReplayContext::default())
         .map_err(|e| ClientError::InvalidSetting(e.to_string()))?;
     let mut report = ReplayReport::default();
-    for file in ferry_dead_letter::list_files(&dir)? {
+    for (number, file) in ferry_dead_letter::list_files(&dir)?.iter().enumerate() {
         replay_file(
             &producer,
-            &file.path,
+            (number, &file.path),
             request.destination.as_deref(),
             timeout,
             &mut report,
@@ -78,7 +84,7 @@ pub(crate) fn replay(config: &KafkaSinkConfig, request: &ReplayRequest) -> Resul
 
 fn replay_file(
     producer: &BaseProducer<ReplayContext>,
-    path: &Path,
+    (number, path): (usize, &Path),
     destination: Option<&str>,
     timeout_ms: u64,
     report: &mut ReplayReport,
@@ -104,13 +110,14 @@ fn replay_file(
         .clear();
     for (index, letter) in letters.iter().enumerate() {
         let topic = destination.unwrap_or(&letter.topic);
-        if let Err(e) = send(producer, topic, letter, index) {
+        let key = letter_key(number, index);
+        if let Err(e) = send(producer, topic, letter, key) {
             producer
                 .context()
                 .outcomes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(index, Err(e.to_string()));
+                .insert(key, Err(e.to_string()));
         }
     }
     let _ = producer.flush(Duration::from_millis(timeout_ms + 5_000));
@@ -123,7 +130,7 @@ fn replay_file(
     );
     let mut remaining: Vec<&DeadLetter> = Vec::new();
     for (index, letter) in letters.iter().enumerate() {
-        match outcomes.get(&index) {
+        match outcomes.get(&letter_key(number, index)) {
             Some(Ok(())) => report.delivered += 1,
             Some(Err(cause)) => {
                 report.first_failure.get_or_insert_with(|| cause.clone());

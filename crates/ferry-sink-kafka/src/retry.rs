@@ -230,13 +230,13 @@ impl RetryQueue {
         };
         entry.touched = now;
         match end {
+            // A missing topic stays missing until the metadata shows it (`clear_missing`):
+            // librdkafka may take a record for a topic it has not looked up yet.
             RoundEnd::Drained => {
                 entry.backoff = FIRST_BACKOFF;
-                entry.missing_since = None;
                 entry.not_before = now;
             }
             RoundEnd::Failed => {
-                entry.missing_since = None;
                 entry.not_before = now + entry.backoff;
                 entry.backoff = (entry.backoff * 2).min(MAX_BACKOFF);
             }
@@ -245,6 +245,22 @@ impl RetryQueue {
                 entry.not_before = now + MISSING_TOPIC_BACKOFF;
             }
         }
+    }
+
+    /// Sends nothing of `topic` before `until` (librdkafka's queue is full).
+    pub(crate) fn postpone(&mut self, topic: &str, until: Instant) {
+        if let Some(entry) = self.topics.get_mut(topic) {
+            entry.not_before = entry.not_before.max(until);
+        }
+    }
+
+    /// Every topic marked missing.
+    pub(crate) fn missing_topics(&self) -> Vec<String> {
+        self.topics
+            .iter()
+            .filter(|(_, t)| t.missing_since.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Topics missing for longer than `grace` that still have records waiting.

@@ -192,7 +192,12 @@ impl RunningSink {
 
     async fn produce_batch(&mut self, batch: Vec<LogEvent>, buf: &mut Vec<u8>) {
         self.sink.topics.next_batch();
-        for mut event in batch {
+        let room = RoomWait {
+            deadline: self.sink.deadline.clone(),
+            stall_timeout: self.sink.resilience.stall_timeout,
+        };
+        let mut events = batch.into_iter();
+        while let Some(mut event) = events.next() {
             // Counted before `send`: the delivery report may arrive before `send` returns.
             // A record stays counted until it is delivered or written as a dead letter.
             SinkMetrics::add(&self.sink.metrics.in_flight, 1);
@@ -200,15 +205,7 @@ impl RunningSink {
             let mut parts = match self.sink.records.build(&event, buf) {
                 Ok(parts) => parts,
                 Err(e) => {
-                    let parts = self.sink.records.unbuilt(&event);
-                    let record = OwnedRecord {
-                        topic: parts.topic,
-                        key: parts.key,
-                        payload: parts.payload,
-                        headers: None,
-                        timestamp: parts.timestamp,
-                        handle,
-                    };
+                    let record = self.unbuilt(&event, handle);
                     self.dead_letter(record, DeadLetterReason::Template, &e.to_string())
                         .await;
                     continue;
@@ -216,25 +213,76 @@ impl RunningSink {
             };
             let headers = parts.headers.take();
             // A topic with records waiting to be sent again takes new ones behind them, so
-            // newer records of a topic never overtake the ones being sent again.
+            // newer records of a topic do not overtake the ones being sent again.
             if self.retries.holds(&parts.topic) {
                 let record = owned(&parts, headers, handle);
-                SinkMetrics::add(&self.sink.metrics.retried, 1);
                 self.retries.push(record, Instant::now());
                 continue;
             }
-            let refused =
-                send_waiting_for_room(&mut self.sink.topics, &self.sink.shared, &parts, headers, handle)
-                    .await;
-            if let Some(NotQueued {
-                error,
-                finalizer,
+            match send_waiting_for_room(
+                &mut self.sink.topics,
+                &self.sink.shared,
+                &parts,
                 headers,
-            }) = refused
+                handle,
+                &room,
+            )
+            .await
             {
-                let record = owned(&parts, headers, finalizer);
-                self.route_failure(record, &error, true).await;
+                Sent::Queued => {}
+                Sent::Refused(NotQueued {
+                    error,
+                    finalizer,
+                    headers,
+                }) => {
+                    let record = owned(&parts, headers, finalizer);
+                    self.route_failure(record, &error, true).await;
+                }
+                Sent::GaveUp(NotQueued {
+                    finalizer, headers, ..
+                }) => {
+                    // The deadline passed, or the producer went quiet with its queue full:
+                    // this record and the rest of the batch wait in the retry queue while the
+                    // loop sees to the deadline or rebuilds the producer.
+                    let record = owned(&parts, headers, finalizer);
+                    self.retries.push(record, Instant::now());
+                    self.park(events, buf).await;
+                    return;
+                }
             }
+        }
+    }
+
+    /// Puts `events` in the retry queue unsent (their topics' order kept).
+    async fn park(&mut self, events: impl Iterator<Item = LogEvent>, buf: &mut Vec<u8>) {
+        for mut event in events {
+            SinkMetrics::add(&self.sink.metrics.in_flight, 1);
+            let handle = DeliveryHandle::new(event.take_finalizer());
+            match self.sink.records.build(&event, buf) {
+                Ok(mut parts) => {
+                    let headers = parts.headers.take();
+                    let record = owned(&parts, headers, handle);
+                    self.retries.push(record, Instant::now());
+                }
+                Err(e) => {
+                    let record = self.unbuilt(&event, handle);
+                    self.dead_letter(record, DeadLetterReason::Template, &e.to_string())
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// The record a dead letter keeps of an event whose record could not be built.
+    fn unbuilt(&self, event: &LogEvent, handle: DeliveryHandle) -> OwnedRecord {
+        let parts = self.sink.records.unbuilt(event);
+        OwnedRecord {
+            topic: parts.topic,
+            key: parts.key,
+            payload: parts.payload,
+            headers: None,
+            timestamp: parts.timestamp,
+            handle,
         }
     }
 
@@ -297,6 +345,13 @@ impl RunningSink {
                     .await;
             }
             FailureClass::MissingTopic => {
+                if self.sink.topics.metadata().layout(&record.topic).is_some() {
+                    // The cluster shows the topic: a passing hiccup (a topic being created or
+                    // moved), not a missing topic.
+                    self.sink.topics.metadata().refresh_soon(&record.topic);
+                    self.retry(record, now);
+                    return;
+                }
                 let since = self.retries.mark_missing(&record.topic, now);
                 self.sink.topics.metadata().refresh_soon(&record.topic);
                 if now.duration_since(since) >= self.sink.resilience.unknown_topic_grace {
@@ -342,14 +397,15 @@ impl RunningSink {
     /// Topics that came back are sent to again; those past their grace go to dead letters.
     async fn check_missing_topics(&mut self) {
         let now = Instant::now();
+        for topic in self.retries.missing_topics() {
+            if self.sink.topics.metadata().layout(&topic).is_some() {
+                // The metadata shows it now: its records go at the next round.
+                self.retries.clear_missing(&topic);
+                self.retries.end_round(&topic, RoundEnd::Drained, now);
+            }
+        }
         let grace = self.sink.resilience.unknown_topic_grace;
         for topic in self.retries.missing_past(grace, now) {
-            if self.sink.topics.metadata().layout(&topic).is_some() {
-                // The metadata says it is there now: the next round sends its records.
-                self.retries.end_round(&topic, RoundEnd::Drained, now);
-                self.retries.clear_missing(&topic);
-                continue;
-            }
             let since = self.retries.missing_since(&topic).unwrap_or(now);
             let cause = self.missing_cause(since, now);
             let records = self.retries.take_topic(&topic);
@@ -379,8 +435,10 @@ impl RunningSink {
                     Err(refused) => *refused,
                 };
                 if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
-                    // Everything waits for room; this topic's round goes on next time.
+                    // Everything waits for room; this topic's round goes on a little later
+                    // (not at once: that would spin while the queue stays full).
                     self.retries.unpop(record, now);
+                    self.retries.postpone(&topic, now + ROOM_WAIT);
                     return;
                 }
                 record.handle.attempts = record.handle.attempts.saturating_add(1);
@@ -589,15 +647,15 @@ impl RunningSink {
         while self.sink.shared.queued.load(Ordering::Acquire) > 0 && started.elapsed() < PURGE_WAIT {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let mut records: Vec<OwnedRecord> = self
+        let (letters_on_the_way, failures): (Vec<_>, Vec<_>) = self
             .sink
             .shared
             .take_failures()
             .into_iter()
-            .map(|f| f.record)
-            .collect();
+            .partition(|f| f.record.handle.letter.is_some());
+        let mut records: Vec<OwnedRecord> = letters_on_the_way.into_iter().map(|f| f.record).collect();
         records.extend(self.retries.take_all());
-        let mut letters = records.len();
+        let mut letters = records.len() + failures.len();
         let cause = "the shutdown deadline passed before Kafka confirmed it";
         for mut record in records {
             match record.handle.letter.take() {
@@ -613,6 +671,14 @@ impl RunningSink {
                 }
             }
         }
+        for failure in failures {
+            // A record that had failed for good keeps its own reason.
+            let (reason, why) = match classify(&failure.error, false) {
+                FailureClass::Permanent(reason) => (reason, failure.error.to_string()),
+                _ => (DeadLetterReason::Shutdown, cause.to_owned()),
+            };
+            self.dead_letters.send(failure.record, reason, &why).await;
+        }
         // What is still in the buffer: sources have stopped, so this ends.
         while let Some(Some(batch)) = input.next().now_or_never() {
             for mut event in batch {
@@ -624,17 +690,7 @@ impl RunningSink {
                         let headers = parts.headers.take();
                         owned(&parts, headers, handle)
                     }
-                    Err(_) => {
-                        let parts = self.sink.records.unbuilt(&event);
-                        OwnedRecord {
-                            topic: parts.topic,
-                            key: parts.key,
-                            payload: parts.payload,
-                            headers: None,
-                            timestamp: parts.timestamp,
-                            handle,
-                        }
-                    }
+                    Err(_) => self.unbuilt(&event, handle),
                 };
                 letters += 1;
                 self.dead_letters
@@ -689,31 +745,56 @@ impl RunningSink {
     }
 }
 
-/// Sends one built record, waiting while librdkafka's queue is full; returns it if refused
-/// for any other reason.
+/// What the wait for room must not outlast.
+struct RoomWait {
+    deadline: CancellationToken,
+    stall_timeout: Duration,
+}
+
+/// How [`send_waiting_for_room`] ended.
+enum Sent {
+    /// librdkafka took the record.
+    Queued,
+    /// librdkafka refused it for a reason other than a full queue.
+    Refused(NotQueued),
+    /// The queue stayed full past the deadline, or with no delivery report for the stall
+    /// timeout: the caller sees to that first.
+    GaveUp(NotQueued),
+}
+
+/// Sends one built record, waiting while librdkafka's queue is full, but not past the
+/// deadline or a producer that has gone quiet.
 async fn send_waiting_for_room(
     topics: &mut TopicProducer,
     shared: &SinkShared,
     parts: &RecordParts<'_>,
     headers: Option<OwnedHeaders>,
     handle: DeliveryHandle,
-) -> Option<NotQueued> {
+    room: &RoomWait,
+) -> Sent {
     let mut headers = headers;
     let mut handle = handle;
+    let mut reports = (shared.reports(), Instant::now());
     loop {
         shared.queue_one();
-        match topics.send(outgoing(parts, headers), handle, true) {
-            Ok(()) => return None,
-            Err(refused) => {
-                shared.unqueue_one();
-                if refused.error.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
-                    return Some(refused);
-                }
-                headers = refused.headers;
-                handle = refused.finalizer;
-                wait_for_room(shared).await;
-            }
+        let refused = match topics.send(outgoing(parts, headers), handle, true) {
+            Ok(()) => return Sent::Queued,
+            Err(refused) => refused,
+        };
+        shared.unqueue_one();
+        if refused.error.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
+            return Sent::Refused(refused);
         }
+        let now_reports = shared.reports();
+        if now_reports != reports.0 {
+            reports = (now_reports, Instant::now());
+        }
+        if room.deadline.is_cancelled() || reports.1.elapsed() >= room.stall_timeout {
+            return Sent::GaveUp(refused);
+        }
+        headers = refused.headers;
+        handle = refused.finalizer;
+        wait_for_room(shared).await;
     }
 }
 
