@@ -16,10 +16,14 @@ pub struct SinkMetrics {
     pub rejected: AtomicU64,
     /// Events a full `drop_newest` buffer dropped.
     pub dropped: AtomicU64,
-    /// Events waiting in the buffer right now.
+    /// Events waiting in the buffer right now, not yet taken by the sink (the same for both
+    /// buffer types; events the sink took are `in_flight` until confirmed).
     pub buffered: AtomicU64,
     /// Events handed to the destination and not yet confirmed.
     pub in_flight: AtomicU64,
+    /// Failed disk operations of a disk buffer (a full disk, an I/O error, a failed fsync);
+    /// each one is retried, and nothing acknowledged is lost by it.
+    pub buffer_errors: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -39,6 +43,8 @@ pub struct SinkMetricsSnapshot {
     pub buffered: u64,
     /// See [`SinkMetrics::in_flight`].
     pub in_flight: u64,
+    /// See [`SinkMetrics::buffer_errors`].
+    pub buffer_errors: u64,
 }
 
 impl SinkMetrics {
@@ -47,9 +53,12 @@ impl SinkMetrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Subtracts `n` from a gauge.
+    /// Subtracts `n` from a gauge, stopping at zero: a gauge that wrapped below zero would
+    /// show 18 quintillion events.
     pub fn sub(counter: &AtomicU64, n: u64) {
-        counter.fetch_sub(n, Ordering::Relaxed);
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(n))
+        });
     }
 
     /// Reads every counter.
@@ -63,6 +72,20 @@ impl SinkMetrics {
             dropped: r(&self.dropped),
             buffered: r(&self.buffered),
             in_flight: r(&self.in_flight),
+            buffer_errors: r(&self.buffer_errors),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gauge_never_wraps_below_zero() {
+        let metrics = SinkMetrics::default();
+        SinkMetrics::add(&metrics.buffered, 3);
+        SinkMetrics::sub(&metrics.buffered, 5);
+        assert_eq!(metrics.snapshot().buffered, 0);
     }
 }

@@ -16,6 +16,7 @@ pub(crate) fn log_summary(sinks: &[(String, Arc<SinkMetrics>)], final_line: bool
             dropped = s.dropped,
             buffered = s.buffered,
             in_flight = s.in_flight,
+            buffer_errors = s.buffer_errors,
             "{message}"
         );
     }
