@@ -142,9 +142,9 @@ pub async fn run(mut pipeline: Pipeline, options: RunOptions, mut signals: Signa
             let mut lost = Vec::new();
             for ((id, m), durable) in metrics.iter().zip(&durable) {
                 let s = m.snapshot();
-                // A disk buffer keeps counting the events it handed to the sink until they are
-                // confirmed (they stay on disk till then): they are in both counts.
-                let unconfirmed = if *durable { s.buffered } else { s.buffered + s.in_flight };
+                // Waiting in the buffer, or taken by the sink and not confirmed: for a disk
+                // buffer both stay on disk until confirmed.
+                let unconfirmed = s.buffered + s.in_flight;
                 if unconfirmed == 0 {
                     continue;
                 }

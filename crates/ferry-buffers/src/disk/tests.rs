@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-fn config(max_size: u64, when_full: WhenFull) -> BufferConfig {
+pub(super) fn config(max_size: u64, when_full: WhenFull) -> BufferConfig {
     BufferConfig {
         kind: ferry_core::BufferType::Disk,
         max_size: Some(max_size),
@@ -27,7 +27,7 @@ fn open_buffer(dir: &Path, max_size: u64, when_full: WhenFull) -> (DiskWriter, D
 }
 
 /// Every id left in the buffer of a reader whose writer is gone.
-async fn remaining_ids(reader: &mut DiskReader) -> Vec<u64> {
+pub(super) async fn remaining_ids(reader: &mut DiskReader) -> Vec<u64> {
     let mut ids = Vec::new();
     while let Some(batch) = tokio::time::timeout(Duration::from_secs(5), reader.next())
         .await
@@ -38,7 +38,7 @@ async fn remaining_ids(reader: &mut DiskReader) -> Vec<u64> {
     ids
 }
 
-fn tracked(ids: std::ops::Range<u64>) -> (Vec<LogEvent>, BatchStatusReceiver) {
+pub(super) fn tracked(ids: std::ops::Range<u64>) -> (Vec<LogEvent>, BatchStatusReceiver) {
     let (notifier, status) = BatchNotifier::new_with_receiver();
     let events = ids
         .map(|i| {
@@ -52,7 +52,10 @@ fn tracked(ids: std::ops::Range<u64>) -> (Vec<LogEvent>, BatchStatusReceiver) {
 }
 
 /// Writes one batch per range and waits until each is acknowledged as durable.
-async fn write_durably(writer: &DiskWriter, ranges: impl IntoIterator<Item = std::ops::Range<u64>>) {
+pub(super) async fn write_durably(
+    writer: &DiskWriter,
+    ranges: impl IntoIterator<Item = std::ops::Range<u64>>,
+) {
     for range in ranges {
         let (events, status) = tracked(range);
         writer.write(events).await.unwrap();
@@ -60,14 +63,14 @@ async fn write_durably(writer: &DiskWriter, ranges: impl IntoIterator<Item = std
     }
 }
 
-fn id(e: &LogEvent) -> u64 {
+pub(super) fn id(e: &LogEvent) -> u64 {
     match e.fields().get("id") {
         Some(Value::Integer(i)) => *i as u64,
         _ => panic!("no id"),
     }
 }
 
-async fn next(reader: &mut DiskReader) -> Vec<LogEvent> {
+pub(super) async fn next(reader: &mut DiskReader) -> Vec<LogEvent> {
     tokio::time::timeout(Duration::from_secs(5), reader.next())
         .await
         .expect("a batch within 5 s")
@@ -92,11 +95,29 @@ async fn source_hears_delivered_after_fsync_and_the_buffer_owns_events_until_ack
         batch.iter().map(id).collect::<Vec<_>>(),
         (0..10).collect::<Vec<_>>()
     );
-    assert_eq!(metrics.buffered.load(Ordering::Relaxed), 10);
+    // Taken by the sink: no longer waiting (as for a memory buffer), but still on disk.
+    assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
+    assert_eq!(reader.shared.events.load(Ordering::Acquire), 10);
     for e in batch {
         e.settle(DeliveryStatus::Delivered);
     }
-    assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
+    // Deleted by the buffer's own thread, a moment later.
+    wait_for(|| reader.shared.events.load(Ordering::Acquire) == 0).await;
+    assert_eq!(
+        reader.shared.store.ledger_totals().unwrap(),
+        (0, Totals::default())
+    );
+}
+
+/// Waits up to 5 s for `done`.
+pub(super) async fn wait_for(mut done: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not within 5 s");
 }
 
 #[tokio::test]
@@ -266,7 +287,7 @@ async fn a_corrupt_record_is_skipped_reported_and_does_not_block() {
         // Flip a byte in the middle record's body (once the tasks let go of the buffer).
         let mut store = None;
         for _ in 0..100 {
-            if let Ok(s) = Store::open(dir.path(), MIN_SEGMENT_BYTES) {
+            if let Ok(s) = Store::open(dir.path(), MIN_SEGMENT_BYTES, Arc::new(RealFs)) {
                 store = Some(s);
                 break;
             }
@@ -298,7 +319,7 @@ async fn a_corrupt_record_is_skipped_reported_and_does_not_block() {
 /// Opens the store of a buffer whose tasks may still be letting go of it.
 async fn reopen_store(dir: &Path, segment_bytes: u64) -> Store {
     for _ in 0..100 {
-        if let Ok(store) = Store::open(dir, segment_bytes) {
+        if let Ok(store) = Store::open(dir, segment_bytes, Arc::new(RealFs)) {
             return store;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -347,29 +368,40 @@ async fn a_record_whose_segment_file_is_gone_is_skipped_as_delivered() {
 }
 
 #[tokio::test]
-async fn a_record_that_keeps_failing_to_read_is_skipped_after_a_few_attempts() {
+async fn a_record_that_keeps_failing_to_read_is_kept_and_delivered_once_it_reads_again() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (writer, _reader) = open_buffer(dir.path(), 1 << 30, WhenFull::Block);
         write_durably(&writer, std::iter::once(0..3)).await;
     }
-    {
+    let (path, moved) = {
         // A directory where the segment was: opening it works, reading fails (EISDIR), an
         // I/O error that is neither "gone" nor "short".
         let store = reopen_store(dir.path(), MIN_SEGMENT_BYTES).await;
         let (_, first) = store.first().unwrap().unwrap();
         let path = store.segment_path(first.segment);
-        std::fs::remove_file(&path).unwrap();
+        let moved = dir.path().join("moved-away");
+        std::fs::rename(&path, &moved).unwrap();
         std::fs::create_dir(&path).unwrap();
-    }
+        (path, moved)
+    };
     let metrics = Arc::new(SinkMetrics::default());
-    let started = std::time::Instant::now();
     let (writer, mut reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
     drop(writer);
-    assert_eq!(remaining_ids(&mut reader).await, Vec::<u64>::new());
-    assert_eq!(metrics.rejected.load(Ordering::Relaxed), 3);
-    // Tried READ_ATTEMPTS times, a second apart, before giving up.
-    assert!(started.elapsed() >= Duration::from_secs(u64::from(READ_ATTEMPTS - 1)));
+    // Far longer than the old limit of a few attempts: still kept, not deleted.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), reader.next())
+            .await
+            .is_err(),
+        "nothing is handed out while the record cannot be read"
+    );
+    assert!(metrics.buffer_errors.load(Ordering::Relaxed) >= 3);
+    assert_eq!(metrics.rejected.load(Ordering::Relaxed), 0);
+    // The disk recovers.
+    std::fs::remove_dir(&path).unwrap();
+    std::fs::rename(&moved, &path).unwrap();
+    assert_eq!(remaining_ids(&mut reader).await, vec![0, 1, 2]);
+    assert_eq!(metrics.rejected.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]
@@ -381,15 +413,15 @@ async fn sequence_numbers_do_not_repeat_once_the_newest_records_left_the_ledger(
         bytes
     };
     {
-        let store = Store::open(dir.path(), MIN_SEGMENT_BYTES).unwrap();
-        store.append(0, &record(0), 1).unwrap();
-        let newest = store.append(1, &record(1), 1).unwrap();
+        let store = Store::open(dir.path(), MIN_SEGMENT_BYTES, Arc::new(RealFs)).unwrap();
+        store.append(0, record(0), 1).map_err(|(e, _)| e).unwrap();
+        store.append(1, record(1), 1).map_err(|(e, _)| e).unwrap();
         store.sync(Totals::default(), 2).unwrap();
         // The newest record is delivered and its removal made durable; the oldest stays.
-        store.remove(1, newest).unwrap();
+        assert!(store.remove(1).unwrap().is_some());
         store.sync(Totals::default(), 2).unwrap();
     }
-    let store = Store::open(dir.path(), MIN_SEGMENT_BYTES).unwrap();
+    let store = Store::open(dir.path(), MIN_SEGMENT_BYTES, Arc::new(RealFs)).unwrap();
     assert_eq!(
         store.next_sequence().unwrap(),
         2,

@@ -1,0 +1,272 @@
+//! The disk buffer under a misbehaving disk, through the fault-injecting [`FaultFs`]: a full
+//! disk, I/O errors, failed fsyncs and power loss. Each test checks that every event
+//! acknowledged to its source is delivered after recovery, that the counters match the ledger,
+//! and that the error lines stay rate-limited.
+
+use std::ops::Range;
+
+use ferry_core::WhenFull;
+use futures::StreamExt;
+
+use super::fault_fs::{FaultFs, IO_ERROR, NO_SPACE, Op};
+use super::tests::{config, id, next, remaining_ids, tracked, wait_for, write_durably};
+use super::*;
+
+fn open_on(dir: &Path, fs: &FaultFs, metrics: Arc<SinkMetrics>) -> (DiskWriter, DiskReader) {
+    open_with(
+        dir,
+        &config(1 << 30, WhenFull::Block),
+        metrics,
+        Arc::new(fs.clone()),
+    )
+    .unwrap()
+}
+
+/// Waits until the buffer's threads have let go of it.
+async fn released(dir: &Path) {
+    let path = dir.join("ferry.lock");
+    for _ in 0..500 {
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        if fs2::FileExt::try_lock_exclusive(&file).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the buffer is not released");
+}
+
+/// The process dies and the power goes: nothing more reaches the disk, and what was not
+/// fsynced is lost.
+async fn lose_power<T>(fs: &FaultFs, dir: &Path, buffer: T) {
+    fs.crash();
+    drop(buffer);
+    released(dir).await;
+    fs.power_loss();
+}
+
+/// Reopens the buffer, checks its counters against its ledger, and reads every event back
+/// (unsettled, so they stay).
+async fn recover(dir: &Path, fs: &FaultFs) -> Vec<u64> {
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, mut reader) = open_on(dir, fs, metrics.clone());
+    drop(writer);
+    let (_, totals) = reader.shared.store.ledger_totals().unwrap();
+    assert_eq!(reader.shared.totals(), totals, "counters match the ledger");
+    assert_eq!(metrics.buffered.load(Ordering::Relaxed), totals.events);
+    let ids = remaining_ids(&mut reader).await;
+    assert_eq!(ids.len() as u64, totals.events);
+    assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
+    drop(reader);
+    released(dir).await;
+    ids
+}
+
+/// Writes `batches` from a task (as a source would), returning their verdicts in order.
+fn write_in_background(
+    writer: &DiskWriter,
+    batches: Vec<Range<u64>>,
+) -> tokio::task::JoinHandle<Vec<BatchStatusReceiverBox>> {
+    let writer = writer.clone();
+    tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        for ids in batches {
+            let (events, status) = tracked(ids);
+            writer.write(events).await.unwrap();
+            statuses.push(Box::pin(status));
+        }
+        statuses
+    })
+}
+
+type BatchStatusReceiverBox = std::pin::Pin<Box<ferry_core::BatchStatusReceiver>>;
+
+fn batches(ids: Range<u64>, size: u64) -> Vec<Range<u64>> {
+    ids.clone()
+        .step_by(size as usize)
+        .map(|start| start..(start + size).min(ids.end))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_disk_on_append_holds_input_back_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultFs::default();
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, mut reader) = open_on(dir.path(), &fs, metrics.clone());
+    write_durably(&writer, std::iter::once(0..100)).await;
+    fs.fail(Op::Write, NO_SPACE, None);
+    let sending = write_in_background(&writer, batches(100..2100, 100));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!sending.is_finished(), "input waits while the disk is full");
+    let failures = fs.failures(Op::Write);
+    assert!(failures >= 5, "tried again and again: {failures}");
+    assert!(metrics.buffer_errors.load(Ordering::Relaxed) >= failures);
+    assert_eq!(
+        reader.shared.logs.emitted(),
+        1,
+        "one error line for {failures} failures"
+    );
+    assert_eq!(
+        metrics.received.load(Ordering::Relaxed),
+        100,
+        "nothing more entered"
+    );
+    assert_eq!(metrics.dropped.load(Ordering::Relaxed), 0);
+
+    fs.heal();
+    let statuses = tokio::time::timeout(Duration::from_secs(10), sending)
+        .await
+        .expect("input flows again once there is room")
+        .unwrap();
+    for status in statuses {
+        assert_eq!(status.await, DeliveryStatus::Delivered);
+    }
+    assert_eq!(metrics.received.load(Ordering::Relaxed), 2100);
+    let mut ids = Vec::new();
+    while ids.len() < 2100 {
+        ids.extend(next(&mut reader).await.iter().map(id));
+    }
+    assert_eq!(ids, (0..2100).collect::<Vec<_>>());
+    lose_power(&fs, dir.path(), (writer, reader)).await;
+    assert_eq!(recover(dir.path(), &fs).await, (0..2100).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_failed_fsync_is_not_trusted_again_and_what_it_acknowledges_survives_power_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultFs::default();
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, reader) = open_on(dir.path(), &fs, metrics.clone());
+    write_durably(&writer, std::iter::once(0..50)).await;
+    // The next segment fsync fails and loses its pages: a later fsync of the same file would
+    // succeed without writing them.
+    fs.fail(Op::Sync, IO_ERROR, Some(1));
+    let (events, status) = tracked(50..100);
+    writer.write(events).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), status)
+            .await
+            .unwrap(),
+        DeliveryStatus::Delivered
+    );
+    assert_eq!(fs.failures(Op::Sync), 1);
+    assert_eq!(metrics.buffer_errors.load(Ordering::Relaxed), 1);
+    write_durably(&writer, std::iter::once(100..150)).await;
+    lose_power(&fs, dir.path(), (writer, reader)).await;
+    assert_eq!(recover(dir.path(), &fs).await, (0..150).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn fsync_failing_for_a_while_holds_input_back_and_then_acknowledges_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultFs::default();
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, reader) = open_on(dir.path(), &fs, metrics.clone());
+    write_durably(&writer, std::iter::once(0..100)).await;
+    fs.fail(Op::Sync, NO_SPACE, None);
+    let first = write_in_background(&writer, batches(100..200, 100));
+    wait_for(|| fs.failures(Op::Sync) > 0).await;
+    let sending = write_in_background(&writer, batches(200..1100, 100));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!sending.is_finished(), "input waits while fsync fails");
+    assert!(fs.failures(Op::Sync) >= 5);
+    assert_eq!(reader.shared.logs.emitted(), 1);
+    fs.heal();
+    let mut statuses = first.await.unwrap();
+    statuses.extend(
+        tokio::time::timeout(Duration::from_secs(10), sending)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    for status in statuses {
+        assert_eq!(status.await, DeliveryStatus::Delivered);
+    }
+    lose_power(&fs, dir.path(), (writer, reader)).await;
+    assert_eq!(recover(dir.path(), &fs).await, (0..1100).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_full_disk_under_the_ledger_delays_writes_and_deletes_but_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultFs::default();
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, mut reader) = open_on(dir.path(), &fs, metrics.clone());
+    write_durably(&writer, std::iter::once(0..100)).await;
+    let delivered = next(&mut reader).await;
+    // Deleting the delivered record fails a few times, then works.
+    fs.fail(Op::Ledger, NO_SPACE, Some(3));
+    for e in delivered {
+        e.settle(DeliveryStatus::Delivered);
+    }
+    wait_for(|| reader.shared.events.load(Ordering::Acquire) == 0).await;
+    assert_eq!(fs.failures(Op::Ledger), 3);
+    // Entering a record in the ledger fails a few times.
+    fs.fail(Op::Ledger, NO_SPACE, Some(3));
+    write_durably(&writer, std::iter::once(100..200)).await;
+    // fsyncing the ledger fails a few times.
+    fs.fail(Op::LedgerSync, NO_SPACE, Some(3));
+    write_durably(&writer, std::iter::once(200..300)).await;
+    assert_eq!(fs.failures(Op::Ledger), 6);
+    assert_eq!(fs.failures(Op::LedgerSync), 3);
+    assert!(reader.shared.logs.emitted() <= 3, "one line per failing place");
+    lose_power(&fs, dir.path(), (writer, reader)).await;
+    assert_eq!(recover(dir.path(), &fs).await, (100..300).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_read_error_longer_than_any_retry_limit_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultFs::default();
+    {
+        let (writer, reader) = open_on(dir.path(), &fs, Arc::new(SinkMetrics::default()));
+        write_durably(&writer, [0..100, 100..200, 200..300]).await;
+        drop((writer, reader));
+        released(dir.path()).await;
+    }
+    fs.fail(Op::Read, IO_ERROR, None);
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, mut reader) = open_on(dir.path(), &fs, metrics.clone());
+    drop(writer);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(2000), reader.next())
+            .await
+            .is_err(),
+        "nothing is handed out while reads fail"
+    );
+    assert!(fs.failures(Op::Read) >= 10, "{}", fs.failures(Op::Read));
+    assert_eq!(metrics.rejected.load(Ordering::Relaxed), 0);
+    assert_eq!(reader.shared.logs.emitted(), 1);
+    assert_eq!(metrics.buffered.load(Ordering::Relaxed), 300);
+    fs.heal();
+    assert_eq!(remaining_ids(&mut reader).await, (0..300).collect::<Vec<_>>());
+    assert_eq!(metrics.rejected.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn the_power_loss_model_loses_what_was_not_fsynced() {
+    // The check on the model itself: without this, a missing fsync would pass every test.
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultFs::default();
+    let record = |sequence: u64| {
+        let mut bytes = Vec::new();
+        record::encode(&[LogEvent::from_message("x")], sequence, &mut bytes);
+        bytes
+    };
+    {
+        let store = Store::open(dir.path(), MIN_SEGMENT_BYTES, Arc::new(fs.clone())).unwrap();
+        store.append(0, record(0), 1).map_err(|(e, _)| e).unwrap();
+        store.sync(Totals { bytes: 1, events: 1 }, 1).unwrap();
+        store.append(1, record(1), 1).map_err(|(e, _)| e).unwrap();
+        // Dropping the store flushes sled's log to its file; only an fsync makes it durable.
+    }
+    fs.power_loss();
+    let store = Store::open(dir.path(), MIN_SEGMENT_BYTES, Arc::new(fs.clone())).unwrap();
+    let (_, first) = store.first().unwrap().unwrap();
+    assert!(record::verify(&store.read(first).unwrap(), 0, false).is_ok());
+    assert_eq!(
+        store.next_after(Some(0)).unwrap(),
+        None,
+        "the unsynced record is gone"
+    );
+}
