@@ -121,6 +121,75 @@ pub(super) async fn wait_for(mut done: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
+async fn a_drained_buffer_reports_no_backlog_in_inspect_or_at_the_next_start() {
+    // It used to: the counters were persisted only by a group commit, so the deletions after
+    // the last one were never counted (inspect and every later start showed 42,599 events
+    // that `ferry buffer check` could not find).
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (writer, mut reader) = open_buffer(dir.path(), 1 << 30, WhenFull::Block);
+        write_durably(&writer, [0..500, 500..1000, 1000..1500]).await;
+        let mut settled = 0;
+        while settled < 1500 {
+            for e in next(&mut reader).await {
+                settled += 1;
+                e.settle(DeliveryStatus::Delivered);
+            }
+        }
+        wait_for(|| reader.shared.events.load(Ordering::Acquire) == 0).await;
+    }
+    let store = reopen_store(dir.path(), MIN_SEGMENT_BYTES).await;
+    assert_eq!(store.persisted_totals(), Totals::default());
+    drop(store);
+    let report = inspect(dir.path(), false).unwrap();
+    assert_eq!(
+        (report.records, report.events, report.bytes),
+        (0, 0, 0),
+        "{report:?}"
+    );
+    let metrics = Arc::new(SinkMetrics::default());
+    let (_writer, _reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
+    assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn counters_that_disagree_with_the_ledger_are_corrected_when_the_buffer_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (writer, _reader) = open_buffer(dir.path(), 1 << 30, WhenFull::Block);
+        write_durably(&writer, [0..10, 10..30]).await;
+    }
+    {
+        // What an unclean stop can leave: counters from before the last changes.
+        let store = reopen_store(dir.path(), MIN_SEGMENT_BYTES).await;
+        store
+            .write_totals(Totals {
+                bytes: 1,
+                events: 42_599,
+            })
+            .unwrap();
+        store.sync(store.persisted_totals(), 30).unwrap();
+    }
+    assert_eq!(inspect(dir.path(), false).unwrap().events, 30);
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, mut reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
+    assert_eq!(metrics.buffered.load(Ordering::Relaxed), 30);
+    assert_eq!(reader.shared.events.load(Ordering::Acquire), 30);
+    drop(writer);
+    // Settling more than the persisted counters held never wraps them below zero.
+    let mut settled = 0;
+    while settled < 30 {
+        for e in next(&mut reader).await {
+            settled += 1;
+            e.settle(DeliveryStatus::Delivered);
+        }
+    }
+    wait_for(|| reader.shared.events.load(Ordering::Acquire) == 0).await;
+    assert_eq!(reader.shared.bytes.load(Ordering::Acquire), 0);
+    assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
 async fn unacknowledged_records_survive_a_restart_and_acknowledged_ones_do_not() {
     let dir = tempfile::tempdir().unwrap();
     {

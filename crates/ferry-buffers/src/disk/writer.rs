@@ -300,6 +300,9 @@ pub(super) fn commit_loop(shared: Arc<Shared>, interval: Duration) {
             batch.append(&mut unsynced.settled);
             drop(unsynced);
             failed_removals = shared.remove_settled(batch);
+            // Kept current (sled writes it out within its flush interval), so that a clean
+            // stop leaves counters that agree with the ledger.
+            let _ = shared.store.write_totals(shared.totals());
             if failed_removals.is_empty() {
                 remove_backoff.succeeded();
                 retry_removals_at = None;
