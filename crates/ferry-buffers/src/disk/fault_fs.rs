@@ -73,6 +73,8 @@ struct State {
     durable_names: HashMap<PathBuf, u64>,
     /// Every name ever seen (what a power loss must look at).
     seen: HashSet<PathBuf>,
+    /// The threads that changed the ledger, by name.
+    ledger_threads: HashSet<String>,
 }
 
 impl State {
@@ -156,6 +158,11 @@ impl FaultFs {
     /// How many times `op` failed by a fault.
     pub(crate) fn failures(&self, op: Op) -> u64 {
         self.lock().failures.get(&op).copied().unwrap_or(0)
+    }
+
+    /// The names of the threads that changed the ledger.
+    pub(crate) fn ledger_threads(&self) -> HashSet<String> {
+        self.lock().ledger_threads.clone()
     }
 
     /// The process dies: from now on every operation fails and nothing reaches the disk.
@@ -342,6 +349,9 @@ impl Filesystem for FaultFs {
     }
 
     fn ledger_write(&self) -> io::Result<()> {
-        self.lock().check(Op::Ledger)
+        let mut state = self.lock();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+        state.ledger_threads.insert(thread);
+        state.check(Op::Ledger)
     }
 }

@@ -270,3 +270,37 @@ async fn the_power_loss_model_loses_what_was_not_fsynced() {
         "the unsynced record is gone"
     );
 }
+
+#[tokio::test]
+async fn settling_does_no_disk_work_on_the_thread_that_settles() {
+    // librdkafka's delivery-report thread settles the Kafka sink's events: deleting records
+    // there (under the lock the writer holds while writing) stalled delivery reports.
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultFs::default();
+    let (writer, mut reader) = open_on(dir.path(), &fs, Arc::new(SinkMetrics::default()));
+    write_durably(&writer, [0..100, 100..200]).await;
+    let mut taken = Vec::new();
+    while taken.len() < 200 {
+        taken.extend(next(&mut reader).await);
+    }
+    // Even with the ledger failing, settling returns at once: the commit thread retries.
+    fs.fail(Op::Ledger, NO_SPACE, Some(2));
+    let started = std::time::Instant::now();
+    std::thread::Builder::new()
+        .name("delivery-report".into())
+        .spawn(move || {
+            for e in taken {
+                e.settle(DeliveryStatus::Delivered);
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_millis(100));
+    wait_for(|| reader.shared.events.load(Ordering::Acquire) == 0).await;
+    let threads = fs.ledger_threads();
+    assert!(
+        threads.iter().all(|name| name.starts_with("ferry-disk-")),
+        "the ledger was changed on {threads:?}"
+    );
+}
