@@ -174,6 +174,8 @@ impl Shared {
                 Ok(None) => {}
                 Err(e) => {
                     SinkMetrics::add(&self.metrics.buffer_errors, 1);
+                    // Deleting is what frees the disk: the reserve is kept for this.
+                    self.store.release_reserve();
                     if let Some(held_back) = self.logs.remove.allow() {
                         tracing::error!(error = %e, sequence, held_back, "cannot delete a delivered record from the disk buffer; trying again");
                     }
@@ -276,6 +278,9 @@ fn open_with(
     }
     let next_sequence = store.next_sequence()?;
     store.remove_unreferenced_segments(next_sequence)?;
+    if let Err(e) = store.ensure_reserve() {
+        tracing::warn!(path = %dir.display(), error = %e, "no room on the disk for the disk buffer's reserved space; nothing new is written until there is (the backlog is delivered)");
+    }
     let first_sequence = store.first()?.map(|(first, _)| first);
     if let Some(first) = first_sequence {
         tracing::info!(path = %dir.display(), events = totals.events, bytes = totals.bytes, first, "disk buffer holds events from an earlier run; delivering them first");
@@ -331,6 +336,7 @@ fn open_with(
         when_full: config.when_full,
         next_sequence,
         bytes_per_event: 256,
+        abandoned: 0,
     };
     let writer_thread = spawn("ferry-disk-write", Box::new(move || write_thread.run(in_rx)))?;
     shared.space.register(writer_thread);

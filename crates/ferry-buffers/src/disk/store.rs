@@ -21,7 +21,8 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use fs2::FileExt as _;
 
@@ -50,6 +51,11 @@ pub(crate) const SPARE_SEGMENTS: usize = 2;
 const CACHE_CAPACITY: u64 = 4 * 1024 * 1024;
 /// Encoded records kept for reuse once confirmed.
 const SPARE_RECORDS: usize = 8;
+/// Space held back so that a buffer on a full disk can still be opened and drained: sled
+/// writes to its log to open (a snapshot) and to delete ledger entries. Deleted when sled
+/// cannot do either; while it is missing, nothing new is written (see [`Store::append`]).
+const RESERVE_FILE: &str = "reserve";
+const RESERVE_BYTES: usize = 2 * 1024 * 1024;
 
 /// Where one record lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,12 +137,28 @@ struct OpenSegment {
     len: u64,
 }
 
+/// sled's handles, replaced when sled has to be opened again.
+struct Ledger {
+    db: sled::Db,
+    meta: sled::Tree,
+    /// sled's data file, to fsync.
+    file: Box<dyn SegmentFile>,
+}
+
 pub(crate) struct Store {
     dir: PathBuf,
     fs: Arc<dyn Filesystem>,
-    ledger: sled::Db,
-    meta: sled::Tree,
-    sled_file: Box<dyn SegmentFile>,
+    /// `None` only while sled is being opened again.
+    ledger: RwLock<Option<Ledger>>,
+    /// An operation on the ledger failed: sled 0.34 fails every later write after one failed
+    /// write to its log (a global error, reset only by opening it again), so it is reopened
+    /// before the next use.
+    ledger_broken: AtomicBool,
+    /// sled was reopened: entries of unconfirmed records may be lost and are entered again
+    /// by the next sync.
+    reinsert_due: AtomicBool,
+    /// The reserve file is missing (released, or never made).
+    reserve_missing: AtomicBool,
     segment_bytes: u64,
     appender: Mutex<Appender>,
     /// Segment files on disk, oldest first.
@@ -183,24 +205,27 @@ impl Store {
         if lock.try_lock_exclusive().is_err() {
             return Err(BufferError::Locked { path: dir.to_owned() });
         }
-        remove_stray_snapshots(dir);
-        let ledger = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_CAPACITY)
-            .open()
-            .map_err(ledger_error(dir))?;
-        let meta = ledger.open_tree("meta").map_err(ledger_error(dir))?;
-        let sled_path = dir.join(SLED_DATA_FILE);
-        let sled_file = fs.open_ledger(&sled_path).map_err(io(&sled_path))?;
+        let mut reserve_missing = !dir.join(RESERVE_FILE).exists();
+        let ledger = match open_ledger(dir, &*fs) {
+            Ok(ledger) => ledger,
+            // Most likely a full disk: sled writes a snapshot while it opens.
+            Err(e) if release_reserve(dir, &*fs) => {
+                tracing::warn!(path = %dir.display(), error = %e, "cannot open the disk buffer's ledger; released its reserved space and trying again");
+                reserve_missing = true;
+                open_ledger(dir, &*fs)?
+            }
+            Err(e) => return Err(e),
+        };
         let segment_dir = dir.join(SEGMENT_DIR);
         fs.create_dir_all(&segment_dir).map_err(io(&segment_dir))?;
         let segments = list_segments(&*fs, &segment_dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             fs,
-            ledger,
-            meta,
-            sled_file,
+            ledger: RwLock::new(Some(ledger)),
+            ledger_broken: AtomicBool::new(false),
+            reinsert_due: AtomicBool::new(false),
+            reserve_missing: AtomicBool::new(reserve_missing),
             segment_bytes: segment_bytes.max(1),
             appender: Mutex::new(Appender::default()),
             segments: Mutex::new(segments),
@@ -208,6 +233,86 @@ impl Store {
             spare_records: Mutex::new(Vec::new()),
             _lock: lock,
         })
+    }
+
+    /// Runs `op` on the ledger, opening sled again first if an earlier operation failed.
+    fn with_ledger<T>(&self, op: impl FnOnce(&Ledger) -> Result<T, BufferError>) -> Result<T, BufferError> {
+        if self.ledger_broken.load(Ordering::Acquire) {
+            self.reopen_ledger()?;
+        }
+        let guard = self.ledger.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(ledger) = guard.as_ref() else {
+            return Err(sync_error("the ledger is being opened again"));
+        };
+        let result = op(ledger);
+        if result.is_err() {
+            self.ledger_broken.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// Opens sled again after a failure (see `ledger_broken`), releasing the reserve if even
+    /// that fails. What sled had not written to its file is gone: entries of unconfirmed
+    /// records are entered again by the next sync; a deletion may come back (its record is
+    /// then delivered again after a restart, as at-least-once allows).
+    fn reopen_ledger(&self) -> Result<(), BufferError> {
+        let mut guard = self.ledger.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.ledger_broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // sled's handles must be gone before it is opened again (it locks its file).
+        drop(guard.take());
+        let ledger = match open_ledger(&self.dir, &*self.fs) {
+            Ok(ledger) => ledger,
+            Err(e) if self.release_reserve() => {
+                tracing::warn!(path = %self.dir.display(), error = %e, "cannot open the disk buffer's ledger again; released its reserved space and trying again");
+                open_ledger(&self.dir, &*self.fs)?
+            }
+            Err(e) => return Err(e),
+        };
+        *guard = Some(ledger);
+        self.ledger_broken.store(false, Ordering::Release);
+        self.reinsert_due.store(true, Ordering::Release);
+        tracing::warn!(path = %self.dir.display(), "opened the disk buffer's ledger again after a failed write");
+        Ok(())
+    }
+
+    /// Deletes the reserve file (to make room for sled, when it cannot open or delete);
+    /// whether there was one.
+    pub(crate) fn release_reserve(&self) -> bool {
+        self.reserve_missing.store(true, Ordering::Release);
+        release_reserve(&self.dir, &*self.fs)
+    }
+
+    /// Makes the reserve file if it is missing. Fails while the disk has no room for it.
+    pub(crate) fn ensure_reserve(&self) -> Result<(), BufferError> {
+        if !self.reserve_missing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Spare segments hold space the disk needs now.
+        let spares = std::mem::take(&mut lock(&self.appender).spares);
+        for spare in spares {
+            let path = self.segment_path(spare);
+            if let Err(e) = self.fs.remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete a drained disk buffer segment");
+            }
+        }
+        let path = self.dir.join(RESERVE_FILE);
+        let made = self.fs.create(&path).and_then(|file| {
+            const CHUNK: usize = 256 * 1024;
+            let zeros = vec![0; CHUNK];
+            for i in 0..RESERVE_BYTES / CHUNK {
+                file.write_all_at(&zeros, (i * CHUNK) as u64)?;
+            }
+            file.sync_data()
+        });
+        if let Err(e) = made {
+            let _ = self.fs.remove_file(&path);
+            return Err(io(&path)(e));
+        }
+        self.reserve_missing.store(false, Ordering::Release);
+        tracing::info!(path = %path.display(), bytes = RESERVE_BYTES, "the disk buffer's reserved space is in place");
+        Ok(())
     }
 
     /// Deletes segment files no ledger entry points at: everything before the first live
@@ -231,8 +336,7 @@ impl Store {
 
     /// A persisted counter (0 if absent).
     fn meta_counter(&self, key: &[u8]) -> u64 {
-        self.meta
-            .get(key)
+        self.with_ledger(|ledger| Ok(ledger.meta.get(key).ok().flatten()))
             .ok()
             .flatten()
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -252,23 +356,25 @@ impl Store {
     /// against when the buffer opens. One small entry per record (of ~256 KiB), so this is
     /// quick even for a large backlog.
     pub(crate) fn ledger_totals(&self) -> Result<(u64, Totals), BufferError> {
-        let mut records = 0;
-        let mut totals = Totals::default();
-        for entry in self.ledger.iter() {
-            let (_, value) = entry.map_err(ledger_error(&self.dir))?;
-            if let Some(location) = Location::decode(&value) {
-                records += 1;
-                totals.bytes += u64::from(location.len);
-                totals.events += u64::from(location.count);
+        self.with_ledger(|ledger| {
+            let mut records = 0;
+            let mut totals = Totals::default();
+            for entry in ledger.db.iter() {
+                let (_, value) = entry.map_err(ledger_error(&self.dir))?;
+                if let Some(location) = Location::decode(&value) {
+                    records += 1;
+                    totals.bytes += u64::from(location.len);
+                    totals.events += u64::from(location.count);
+                }
             }
-        }
-        Ok((records, totals))
+            Ok((records, totals))
+        })
     }
 
     /// The sequence number the next record starts at: after every record in the ledger and
     /// every number handed out before the last sync.
     pub(crate) fn next_sequence(&self) -> Result<u64, BufferError> {
-        let last = self.ledger.last().map_err(ledger_error(&self.dir))?;
+        let last = self.with_ledger(|ledger| ledger.db.last().map_err(ledger_error(&self.dir)))?;
         let after_ledger = last
             .and_then(|(key, value)| Some(key_to_seq(&key) + u64::from(Location::decode(&value)?.count)))
             .unwrap_or(0);
@@ -296,6 +402,11 @@ impl Store {
         record: Vec<u8>,
         count: u32,
     ) -> Result<Location, (BufferError, Vec<u8>)> {
+        // Nothing new while the reserve is missing: the room it needs is the room that lets
+        // the buffer open and drain on a full disk.
+        if let Err(e) = self.ensure_reserve() {
+            return Err((e, record));
+        }
         let mut appender = lock(&self.appender);
         match self.write_record(&mut appender, sequence, &record, count) {
             Ok(location) => {
@@ -345,10 +456,13 @@ impl Store {
         };
         // Still under the appender's lock, so that segment clean-up never sees a record in a
         // segment without its ledger entry.
-        self.fs.ledger_write().map_err(sync_error)?;
-        self.ledger
-            .insert(sequence.to_be_bytes(), &location.encode())
-            .map_err(sync_error)?;
+        self.with_ledger(|ledger| {
+            self.fs.ledger_write().map_err(sync_error)?;
+            ledger
+                .db
+                .insert(sequence.to_be_bytes(), &location.encode())
+                .map_err(sync_error)
+        })?;
         // Only now: a record whose ledger entry failed is written again at the same place.
         segment.len += u64::from(len);
         Ok(location)
@@ -395,8 +509,9 @@ impl Store {
     /// After a failed sync: every file written since the last successful one is suspect, so
     /// the unconfirmed records (still in memory) are written again into a new segment and the
     /// ledger pointed at the copies. Segments that start at or after the first unconfirmed
-    /// record hold nothing else and are deleted. Records settled meanwhile are left out. The
-    /// reader never reads an unconfirmed record from disk, so moving them is safe.
+    /// record hold nothing else and are deleted (records settled meanwhile already left the
+    /// list, see [`Store::remove`]). The reader never reads an unconfirmed record from
+    /// disk, so moving them is safe.
     fn rewrite(&self, appender: &mut Appender) -> Result<(), BufferError> {
         appender.rewrite_due = true;
         appender.current = None;
@@ -425,15 +540,9 @@ impl Store {
         let mut kept = Vec::with_capacity(records.len());
         for record in records.drain(..) {
             if result.is_ok() {
-                match self.ledger.get(record.sequence.to_be_bytes()) {
-                    Ok(None) => continue,
-                    Ok(Some(_)) => {
-                        result = self
-                            .write_record(appender, record.sequence, &record.bytes, record.count)
-                            .map(drop);
-                    }
-                    Err(e) => result = Err(sync_error(e)),
-                }
+                result = self
+                    .write_record(appender, record.sequence, &record.bytes, record.count)
+                    .map(drop);
             }
             kept.push(record);
         }
@@ -485,8 +594,21 @@ impl Store {
     /// Forgets a settled record, and deletes the segments that no longer hold a live record.
     /// Returns where the record lay, or `None` if the ledger no longer listed it.
     pub(crate) fn remove(&self, sequence: u64) -> Result<Option<Location>, BufferError> {
-        self.fs.ledger_write().map_err(sync_error)?;
-        let removed = self.ledger.remove(sequence.to_be_bytes()).map_err(sync_error)?;
+        let removed = self.with_ledger(|ledger| {
+            self.fs.ledger_write().map_err(sync_error)?;
+            ledger.db.remove(sequence.to_be_bytes()).map_err(sync_error)
+        })?;
+        {
+            // Delivered before it was confirmed (the sink read it from memory): it must not
+            // be written again after a failed sync.
+            let mut appender = lock(&self.appender);
+            if let Ok(i) = appender
+                .unconfirmed
+                .binary_search_by_key(&sequence, |r| r.sequence)
+            {
+                appender.unconfirmed.remove(i);
+            }
+        }
         let Some(location) = removed.and_then(|value| Location::decode(&value)) else {
             return Ok(None);
         };
@@ -513,7 +635,8 @@ impl Store {
                 break;
             }
             segments.pop_front();
-            if appender.spares.len() < SPARE_SEGMENTS {
+            // Kept for reuse, unless the disk is full: then the space is what counts.
+            if appender.spares.len() < SPARE_SEGMENTS && !self.reserve_missing.load(Ordering::Acquire) {
                 appender.spares.push(oldest);
                 continue;
             }
@@ -521,19 +644,26 @@ impl Store {
             if let Err(e) = self.fs.remove_file(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot delete a drained disk buffer segment");
             }
+            // An open handle keeps a deleted file's blocks allocated.
+            let mut handle = lock(&self.read_handle);
+            if handle.as_ref().is_some_and(|(id, _)| *id == oldest) {
+                *handle = None;
+            }
         }
     }
 
     /// The first record after the one starting at `after` (or the first of all).
     pub(crate) fn next_after(&self, after: Option<u64>) -> Result<Option<(u64, Location)>, BufferError> {
-        let next = match after {
-            Some(seq) => match seq.checked_add(1) {
-                Some(start) => self.ledger.range(start.to_be_bytes()..).next(),
-                None => None,
-            },
-            None => self.ledger.iter().next(),
-        };
-        let next = next.transpose().map_err(ledger_error(&self.dir))?;
+        let next = self.with_ledger(|ledger| {
+            let next = match after {
+                Some(seq) => match seq.checked_add(1) {
+                    Some(start) => ledger.db.range(start.to_be_bytes()..).next(),
+                    None => None,
+                },
+                None => ledger.db.iter().next(),
+            };
+            next.transpose().map_err(ledger_error(&self.dir))
+        })?;
         Ok(next.map(|(key, value)| {
             // An entry that does not decode points nowhere: reading it reports it as corrupt.
             let location = Location::decode(&value).unwrap_or(Location {
@@ -548,10 +678,12 @@ impl Store {
 
     /// The ledger entry of the record starting at `sequence`.
     pub(crate) fn location(&self, sequence: u64) -> Result<Option<Location>, BufferError> {
-        let value = self
-            .ledger
-            .get(sequence.to_be_bytes())
-            .map_err(ledger_error(&self.dir))?;
+        let value = self.with_ledger(|ledger| {
+            ledger
+                .db
+                .get(sequence.to_be_bytes())
+                .map_err(ledger_error(&self.dir))
+        })?;
         Ok(value.and_then(|v| Location::decode(&v)))
     }
 
@@ -570,6 +702,9 @@ impl Store {
         // Not under the appender's lock while the disk works: the writer keeps appending.
         let (confirming, files, renamed) = {
             let mut appender = lock(&self.appender);
+            if self.reinsert_due.swap(false, Ordering::AcqRel) {
+                appender.rewrite_due = true;
+            }
             if appender.rewrite_due {
                 self.rewrite(&mut appender)?;
             }
@@ -619,25 +754,32 @@ impl Store {
                 .map_err(sync_error)?;
         }
         self.write_totals(totals)?;
-        self.fs.ledger_write().map_err(sync_error)?;
-        self.meta
-            .insert(META_NEXT_SEQUENCE, &next_sequence.to_be_bytes())
-            .map_err(sync_error)?;
-        // sled's flush writes its log buffers to the file but does not fsync it.
-        self.ledger.flush().map_err(sync_error)?;
-        self.sled_file.sync_data().map_err(sync_error)
+        self.with_ledger(|ledger| {
+            self.fs.ledger_write().map_err(sync_error)?;
+            ledger
+                .meta
+                .insert(META_NEXT_SEQUENCE, &next_sequence.to_be_bytes())
+                .map_err(sync_error)?;
+            // sled's flush writes its log buffers to the file but does not fsync it.
+            ledger.db.flush().map_err(sync_error)?;
+            ledger.file.sync_data().map_err(sync_error)
+        })
     }
 
     /// Records the counters in the ledger (durable with the next sync).
     pub(crate) fn write_totals(&self, totals: Totals) -> Result<(), BufferError> {
-        self.fs.ledger_write().map_err(sync_error)?;
-        self.meta
-            .insert(META_BYTES, &totals.bytes.to_be_bytes())
-            .map_err(sync_error)?;
-        self.meta
-            .insert(META_EVENTS, &totals.events.to_be_bytes())
-            .map_err(sync_error)?;
-        Ok(())
+        self.with_ledger(|ledger| {
+            self.fs.ledger_write().map_err(sync_error)?;
+            ledger
+                .meta
+                .insert(META_BYTES, &totals.bytes.to_be_bytes())
+                .map_err(sync_error)?;
+            ledger
+                .meta
+                .insert(META_EVENTS, &totals.events.to_be_bytes())
+                .map_err(sync_error)?;
+            Ok(())
+        })
     }
 
     /// Bytes of the ledger and the segment files (spares included).
@@ -649,7 +791,10 @@ impl Store {
             .filter_map(|&id| std::fs::metadata(self.segment_path(id)).ok())
             .map(|m| m.len())
             .sum();
-        self.ledger.size_on_disk().unwrap_or(0) + segments
+        let ledger = self
+            .with_ledger(|ledger| Ok(ledger.db.size_on_disk().unwrap_or(0)))
+            .unwrap_or(0);
+        ledger + segments
     }
 
     pub(crate) fn segment_path(&self, id: u64) -> PathBuf {
@@ -684,6 +829,31 @@ fn list_segments(fs: &dyn Filesystem, dir: &Path) -> Result<VecDeque<u64>, Buffe
         .collect();
     ids.sort_unstable();
     Ok(ids.into())
+}
+
+fn open_ledger(dir: &Path, fs: &dyn Filesystem) -> Result<Ledger, BufferError> {
+    remove_stray_snapshots(dir);
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_CAPACITY)
+        .open()
+        .map_err(ledger_error(dir))?;
+    let meta = db.open_tree("meta").map_err(ledger_error(dir))?;
+    let path = dir.join(SLED_DATA_FILE);
+    let file = fs.open_ledger(&path).map_err(io(&path))?;
+    Ok(Ledger { db, meta, file })
+}
+
+/// Deletes the reserve file in `dir`; whether there was one.
+fn release_reserve(dir: &Path, fs: &dyn Filesystem) -> bool {
+    let path = dir.join(RESERVE_FILE);
+    match fs.remove_file(&path) {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), "the disk is full: released the disk buffer's reserved space so that it can open and delete; nothing new is written until the space is back");
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// A kill during sled's open can leave `snap.<lsn>.generating`, which a later open takes for

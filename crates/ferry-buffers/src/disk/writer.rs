@@ -153,6 +153,8 @@ pub(super) struct WriteThread {
     pub(super) next_sequence: u64,
     /// Encoded bytes per event in the last record, to size the next ones.
     pub(super) bytes_per_event: usize,
+    /// Events not written because the sink went away while the disk failed.
+    pub(super) abandoned: u64,
 }
 
 impl WriteThread {
@@ -163,6 +165,13 @@ impl WriteThread {
         let _closes = ClosesOnDrop(self.shared.clone());
         while let Some(events) = input.blocking_recv() {
             self.write(events);
+        }
+        if self.abandoned > 0 {
+            // These events were never acknowledged: their sources heard "not delivered".
+            tracing::error!(
+                events = self.abandoned,
+                "the disk buffer stopped while its disk was failing; the events it could not write were reported to their sources as not delivered"
+            );
         }
     }
 
@@ -227,6 +236,7 @@ impl WriteThread {
             if self.shared.faulted.load(Ordering::Acquire) {
                 // A group commit failed: take nothing more until one succeeds.
                 if self.shared.reader_gone.load(Ordering::Acquire) {
+                    self.abandoned += n;
                     return;
                 }
                 self.shared.space.wait(Duration::from_millis(100));
@@ -244,10 +254,7 @@ impl WriteThread {
                     if self.shared.reader_gone.load(Ordering::Acquire) {
                         // The process is stopping: these events were never acknowledged, and
                         // dropping their finalizers reports them as not delivered.
-                        tracing::error!(
-                            events = n,
-                            "the disk buffer stops with a write still failing; these events are reported as not delivered"
-                        );
+                        self.abandoned += n;
                         return;
                     }
                     self.shared.space.wait(wait);
