@@ -6,8 +6,9 @@
 //!   failed one loses them for good, as Linux does (it marks the pages clean, so a later fsync
 //!   succeeds without writing them), although reads still return them;
 //! - a name created, renamed or deleted is durable once its directory is fsynced;
-//! - sled's data file (opened with `open_ledger`) is durable as a whole at each fsync through
-//!   the seam.
+//! - sled's files (its data file, opened with `open_ledger`, its snapshots and config) are
+//!   durable together, as they are at each fsync of the data file through the seam: sled's own
+//!   files must agree with one another, and the store only relies on that fsync.
 //!
 //! [`FaultFs::power_loss`] puts the real files into their durable state: names that were not
 //! durable vanish (or come back), contents lose every pending write.
@@ -75,6 +76,24 @@ struct State {
     seen: HashSet<PathBuf>,
     /// The threads that changed the ledger, by name.
     ledger_threads: HashSet<String>,
+    /// sled's directory, and its files as of the last fsync of its data file.
+    ledger: Option<(PathBuf, HashMap<PathBuf, Vec<u8>>)>,
+}
+
+/// sled's files in `dir` (not the buffer's own: segments, lock, reserve).
+fn sled_files(dir: &Path) -> HashMap<PathBuf, Vec<u8>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name == "db" || name == "conf" || name.starts_with("snap.")
+        })
+        .filter_map(|e| Some((e.path(), std::fs::read(e.path()).ok()?)))
+        .collect()
 }
 
 impl State {
@@ -187,6 +206,17 @@ impl FaultFs {
                 },
             }
         }
+        // After the files seen above: sled's data file is one of them.
+        if let Some((dir, files)) = &state.ledger {
+            for (path, _) in sled_files(dir) {
+                if !files.contains_key(&path) {
+                    std::fs::remove_file(&path).expect("remove a sled file that was not durable");
+                }
+            }
+            for (path, content) in files {
+                std::fs::write(path, content).expect("restore a sled file");
+            }
+        }
         *state = State::default();
     }
 }
@@ -222,18 +252,18 @@ impl SegmentFile for FaultFile {
         let mut state = self.fs.lock();
         let ledger = state.inodes.get(&self.inode).is_some_and(|i| i.ledger);
         let result = state.check(if ledger { Op::LedgerSync } else { Op::Sync });
+        let state = &mut *state;
         let Some(inode) = state.inodes.get_mut(&self.inode) else {
             return result;
         };
         let pending = std::mem::take(&mut inode.pending);
-        // A failed fsync loses the pending writes: dropped above, never applied.
+        // A failed fsync loses the pending writes: dropped here, never applied.
         result?;
         if inode.ledger {
-            // Read through the real handle's file: sled wrote it directly.
-            let mut all = Vec::new();
-            let len = self.real.len()?;
-            self.real.read_at(0, len as usize, &mut all)?;
-            inode.durable = all;
+            // sled wrote its files directly: what they hold now is durable.
+            if let Some((dir, files)) = &mut state.ledger {
+                *files = sled_files(dir);
+            }
         } else {
             for (offset, bytes) in pending {
                 let end = offset as usize + bytes.len();
@@ -297,6 +327,12 @@ impl Filesystem for FaultFs {
         let mut state = self.lock();
         let real = RealFs.open_read(path)?;
         let inode = state.inode_at(path, true);
+        if state.ledger.is_none() {
+            // What sled holds when the model first sees it counts as durable.
+            let dir = path.parent().unwrap_or(Path::new("/")).to_owned();
+            let files = sled_files(&dir);
+            state.ledger = Some((dir, files));
+        }
         Ok(Box::new(FaultFile {
             fs: self.clone(),
             inode,

@@ -41,6 +41,11 @@ impl Backoff {
     pub(crate) fn failing(&self) -> bool {
         self.failures > 0
     }
+
+    /// Failed attempts in a row.
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures
+    }
 }
 
 /// Lets one error line through per [`LOG_INTERVAL`] and counts the rest.

@@ -29,6 +29,9 @@ use tokio::sync::mpsc;
 use super::retry::Backoff;
 use super::{HOT_RECORDS, HotRecord, Shared, TARGET_RECORD_BYTES, record};
 
+/// Failed attempts in a row after which deletions are given up once the buffer is closing.
+const GIVE_UP_REMOVALS: u32 = 10;
+
 /// What the write thread has appended and the commit thread has not yet made durable, and the
 /// records settled by the sink and not yet deleted.
 #[derive(Debug, Default)]
@@ -390,7 +393,10 @@ pub(super) fn commit_loop(shared: Arc<Shared>, interval: Duration) {
             // Everything the writer wrote is durable: the reader may finish.
             shared.writer_done.store(true, Ordering::Release);
             shared.appended.wake();
-            if reader_gone && failed_removals.is_empty() {
+            // Deletions still failing at the end are given up after a while: their records
+            // are delivered again after the next start (at-least-once), and the buffer is
+            // released.
+            if reader_gone && (failed_removals.is_empty() || remove_backoff.failures() >= GIVE_UP_REMOVALS) {
                 break;
             }
         }
