@@ -10,6 +10,16 @@
 //! - After a restart, every record not yet confirmed by Kafka is delivered again; events that
 //!   were in flight to Kafka when the process died may be delivered twice.
 //!
+//! ## When the disk fails
+//! A full disk, an I/O error or a failed fsync never drops what the buffer accepted and never
+//! acknowledges what is not durable: the write side holds input back and retries with
+//! back-off, counting each failure in `SinkMetrics::buffer_errors` and logging at a rate limit
+//! (`writer.rs`); records a failed fsync may have lost are written again into a new segment
+//! (`store.rs`); a record that cannot be read is retried, never deleted (`reader.rs`); a reserve
+//! file lets a buffer on a full disk open and drain, and sled is reopened after a failed write
+//! (it refuses every later one). All file I/O goes through a small seam (`fs.rs`) so that the
+//! tests inject these faults and simulate power loss.
+//!
 //! ## Layout
 //! Many events are packed into one checksummed record ([`record`]), appended to a segment
 //! file; a sled ledger maps the sequence number of the record's first event to where it lies
@@ -19,8 +29,10 @@
 //!
 //! ## Threads
 //! Three threads of its own per buffer: the write thread encodes and appends records
-//! ([`writer`]), the commit thread fsyncs them in groups and acknowledges their events, and the
-//! read thread reads and decodes records for the sink ([`reader`]). While the sink keeps up, the
+//! ([`writer`]), the commit thread fsyncs them in groups, acknowledges their events and deletes
+//! the records the sink settled (settling itself only queues them, so librdkafka's
+//! delivery-report thread does no disk work), and the read thread reads and decodes records for
+//! the sink ([`reader`]). While the sink keeps up, the
 //! reader takes the events the writer just stored straight from memory (a few records at most),
 //! so the steady state costs one encode and one append per record; a backlog, or the events of
 //! an earlier run, are read back from the segments.
