@@ -303,8 +303,8 @@ pub(super) fn commit_loop(shared: Arc<Shared>, interval: Duration) {
     let mut retry_removals_at: Option<Instant> = None;
     let mut unsynced = commits.lock();
     loop {
-        let now = Instant::now();
-        let removals_due = !failed_removals.is_empty() && retry_removals_at.is_none_or(|at| now >= at);
+        let removals_due =
+            !failed_removals.is_empty() && retry_removals_at.is_none_or(|at| Instant::now() >= at);
         if !unsynced.settled.is_empty() || removals_due {
             let mut batch = std::mem::take(&mut failed_removals);
             batch.append(&mut unsynced.settled);
@@ -319,9 +319,11 @@ pub(super) fn commit_loop(shared: Arc<Shared>, interval: Duration) {
             } else {
                 retry_removals_at = Some(Instant::now() + remove_backoff.failed());
             }
+            // On to the commit, not back to the deletions: a steady stream of settling must
+            // not hold back the acknowledgements.
             unsynced = commits.lock();
-            continue;
         }
+        let now = Instant::now();
         let reader_gone = shared.reader_gone.load(Ordering::Acquire);
         // When to wake up next, at the latest.
         let mut wake_at = retry_removals_at.filter(|_| !failed_removals.is_empty());
@@ -399,6 +401,10 @@ pub(super) fn commit_loop(shared: Arc<Shared>, interval: Duration) {
             if reader_gone && (failed_removals.is_empty() || remove_backoff.failures() >= GIVE_UP_REMOVALS) {
                 break;
             }
+        }
+        if !unsynced.settled.is_empty() {
+            // Queued while this thread was busy: their notification came before this wait.
+            continue;
         }
         unsynced = match wake_at {
             Some(at) => {
