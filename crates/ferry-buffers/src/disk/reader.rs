@@ -52,6 +52,16 @@ pub(super) fn read_loop(shared: Arc<Shared>, out: mpsc::Sender<Vec<LogEvent>>, f
                     shared.appended.wait(IDLE_WAIT);
                     continue;
                 }
+                ReadNext::Unconfirmed => {
+                    // The sink waits for it: commit now rather than at the end of the
+                    // interval (the commit wakes this thread).
+                    shared.commits.commit_now();
+                    if out.is_closed() {
+                        return;
+                    }
+                    shared.appended.wait(IDLE_WAIT);
+                    continue;
+                }
                 ReadNext::Failed(sequence, e) => {
                     SinkMetrics::add(&shared.metrics.buffer_errors, 1);
                     let wait = backoff.failed();
@@ -107,6 +117,8 @@ enum ReadNext {
     /// A record skipped for good (reported, and deleted or settled).
     Skipped(u64, Location),
     Nothing,
+    /// The next record is not durable yet.
+    Unconfirmed,
     /// Not readable now: tried again.
     Failed(u64, String),
 }
@@ -134,7 +146,7 @@ fn read_next(shared: &Shared, cursor: Option<u64>) -> ReadNext {
     };
     if sequence >= shared.confirmed_below.load(Ordering::Acquire) {
         // Not durable yet; the commit thread wakes us when it is.
-        return ReadNext::Nothing;
+        return ReadNext::Unconfirmed;
     }
     let mut buffer = shared.records.take();
     let decoded = match shared.store.read_into(location, &mut buffer) {

@@ -88,7 +88,7 @@ impl Commits {
     }
 
     /// Asks for a commit of what is appended without waiting for the interval to end.
-    fn commit_now(&self) {
+    pub(super) fn commit_now(&self) {
         let mut unsynced = self.lock();
         if unsynced.since.is_some() && !unsynced.now {
             unsynced.now = true;
