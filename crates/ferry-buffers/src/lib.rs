@@ -16,6 +16,11 @@
 //!   confirmed it.
 //! - A disk buffer settles an event `Delivered` once it is fsynced, and from then on owns it
 //!   until the sink confirms it (see [`disk`]).
+//! - A failing disk (full, I/O errors, failed fsyncs) makes a disk buffer hold input back and
+//!   retry; it never drops what it accepted and never acknowledges what is not durable.
+//!   [`check_capacity`] refuses, at start, disk buffers that together could fill their volume.
+//! - `SinkMetrics::buffered` counts the events waiting in either buffer type, not yet taken by
+//!   the sink.
 //!
 //! ```
 //! use std::sync::Arc;
