@@ -2,9 +2,10 @@
 //! it keeps up with the writer, from the segment files otherwise, and decodes them itself (the
 //! tokio workers run the sink, the stage every event waits for).
 //!
-//! A record is read from disk only once it is durable (numbered below
-//! `Shared::confirmed_below`): until then a failed fsync may still move it to another segment.
-//! A read that fails with an I/O error is tried again, with back-off, for as long as it takes:
+//! A record not yet durable (numbered at or above `Shared::confirmed_below`) may be moving to
+//! another segment after a failed fsync: if reading it fails or finds other bytes, that says
+//! nothing about the record, so the reader waits for the commit and looks again. A read that
+//! fails with an I/O error is tried again, with back-off, for as long as it takes:
 //! only a record that is there and fails its checks (a checksum mismatch, stale or missing
 //! bytes) is corrupt and deleted, since deleting a record that merely could not be read would
 //! lose acknowledged events.
@@ -117,7 +118,7 @@ enum ReadNext {
     /// A record skipped for good (reported, and deleted or settled).
     Skipped(u64, Location),
     Nothing,
-    /// The next record is not durable yet.
+    /// The next record is not durable yet and could not be read: look again after the commit.
     Unconfirmed,
     /// Not readable now: tried again.
     Failed(u64, String),
@@ -144,10 +145,6 @@ fn read_next(shared: &Shared, cursor: Option<u64>) -> ReadNext {
         Ok(None) => return ReadNext::Nothing,
         Err(e) => return ReadNext::Failed(cursor.unwrap_or(0), e.to_string()),
     };
-    if sequence >= shared.confirmed_below.load(Ordering::Acquire) {
-        // Not durable yet; the commit thread wakes us when it is.
-        return ReadNext::Unconfirmed;
-    }
     let mut buffer = shared.records.take();
     let decoded = match shared.store.read_into(location, &mut buffer) {
         Ok(()) => {
@@ -169,6 +166,11 @@ fn read_next(shared: &Shared, cursor: Option<u64>) -> ReadNext {
         Err(e) => Err(Unread::Retry(e.to_string())),
     };
     let decoded = match decoded {
+        Err(_) if sequence >= shared.confirmed_below.load(Ordering::Acquire) => {
+            // Not durable yet, so maybe being written again elsewhere: no verdict before the
+            // commit (which wakes this thread).
+            return ReadNext::Unconfirmed;
+        }
         Err(Unread::Gone(_) | Unread::Corrupt(_)) if !still_listed(shared, sequence, location) => {
             // The record moved or was settled while we read: look again.
             Err(Unread::Retry("the record moved while it was read".into()))
