@@ -710,18 +710,17 @@ impl Store {
             }
             let mut files = std::mem::take(&mut appender.unsynced);
             files.extend(appender.current.as_ref().map(|s| s.file.clone()));
-            (
-                appender.unconfirmed.len(),
-                files,
-                std::mem::take(&mut appender.renamed),
-            )
+            // Everything appended so far is what this sync confirms.
+            let confirming = appender.unconfirmed.last().map_or(0, |r| r.sequence + 1);
+            (confirming, files, std::mem::take(&mut appender.renamed))
         };
         let result = self.sync_files(&files, renamed, totals, next_sequence);
         let mut appender = lock(&self.appender);
         match result {
             Ok(()) => {
                 let mut spare = lock(&self.spare_records);
-                for record in appender.unconfirmed.drain(..confirming) {
+                let confirmed = appender.unconfirmed.partition_point(|r| r.sequence < confirming);
+                for record in appender.unconfirmed.drain(..confirmed) {
                     if spare.len() < SPARE_RECORDS {
                         spare.push(record.bytes);
                     }
