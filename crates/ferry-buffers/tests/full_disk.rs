@@ -134,6 +134,16 @@ fn a_full_tmpfs_loses_nothing_acknowledged_and_the_buffer_opens_and_drains() {
         );
         assert!(errors > 0, "the full disk was counted");
         drop((writer, reader));
+        // Every event offered is counted once: written (received), or given up at shutdown
+        // because the disk would not take it (dropped, its source told so).
+        let counted = || metrics.received.load(Ordering::Relaxed) + metrics.dropped.load(Ordering::Relaxed);
+        for _ in 0..100 {
+            if counted() == next {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(counted(), next, "received + dropped = offered");
         tokio::time::sleep(Duration::from_millis(500)).await;
         for w in waiting {
             let _ = tokio::time::timeout(Duration::from_secs(1), w).await;

@@ -14,7 +14,8 @@ pub struct SinkMetrics {
     pub retried: AtomicU64,
     /// Events refused for good (template error, too large, invalid).
     pub rejected: AtomicU64,
-    /// Events a full `drop_newest` buffer dropped.
+    /// Events a full `drop_newest` buffer dropped, and events a disk buffer could not write
+    /// before the process stopped (its disk failing); their sources heard "not delivered".
     pub dropped: AtomicU64,
     /// Events waiting in the buffer right now, not yet taken by the sink (the same for both
     /// buffer types; events the sink took are `in_flight` until confirmed).

@@ -178,6 +178,14 @@ impl WriteThread {
         }
     }
 
+    /// Gives up on `n` events the failing disk would not take before the process stops:
+    /// their finalizers are dropped (their sources hear "not delivered"), and they are
+    /// counted as dropped, so that received + dropped is what the sources offered.
+    fn abandon(&mut self, n: u64) {
+        self.abandoned += n;
+        SinkMetrics::add(&self.shared.metrics.dropped, n);
+    }
+
     /// Writes one batch as records of about `TARGET_RECORD_BYTES`.
     fn write(&mut self, mut events: Vec<LogEvent>) {
         let per_record = (TARGET_RECORD_BYTES / self.bytes_per_event.max(1)).max(1);
@@ -224,6 +232,7 @@ impl WriteThread {
                     // No room will come in this run (the sink is gone, the process stops):
                     // dropping the finalizers reports these events as not delivered, and the
                     // thread can end and release the buffer.
+                    SinkMetrics::add(&self.shared.metrics.dropped, n);
                     return;
                 }
                 WhenFull::Block => {
@@ -239,7 +248,7 @@ impl WriteThread {
             if self.shared.faulted.load(Ordering::Acquire) {
                 // A group commit failed: take nothing more until one succeeds.
                 if self.shared.reader_gone.load(Ordering::Acquire) {
-                    self.abandoned += n;
+                    self.abandon(n);
                     return;
                 }
                 self.shared.space.wait(Duration::from_millis(100));
@@ -257,7 +266,7 @@ impl WriteThread {
                     if self.shared.reader_gone.load(Ordering::Acquire) {
                         // The process is stopping: these events were never acknowledged, and
                         // dropping their finalizers reports them as not delivered.
-                        self.abandoned += n;
+                        self.abandon(n);
                         return;
                     }
                     self.shared.space.wait(wait);
