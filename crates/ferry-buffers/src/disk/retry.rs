@@ -2,9 +2,10 @@
 //! attempts, and error lines at a rate limit (a full disk fails every attempt; one line per
 //! attempt buried the log in hundreds of lines a second).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use ferry_core::rate_limit::WarnLimiter;
 
 /// The first wait after a failure.
 const FIRST_WAIT: Duration = Duration::from_millis(10);
@@ -14,8 +15,6 @@ const LONGEST_WAIT: Duration = if cfg!(test) {
 } else {
     Duration::from_secs(5)
 };
-/// At most one error line per site in this interval.
-pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Waits that double from [`FIRST_WAIT`] to [`LONGEST_WAIT`] while attempts keep failing.
 #[derive(Debug, Default)]
@@ -48,11 +47,11 @@ impl Backoff {
     }
 }
 
-/// Lets one error line through per [`LOG_INTERVAL`] and counts the rest.
+/// One place's error lines, through the project's [`WarnLimiter`] (one line per 10 s, saying
+/// how many were held back), counting the lines let through for the tests.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimited {
-    /// When the last line was let through, and the lines held back since.
-    state: Mutex<(Option<Instant>, u64)>,
+    limiter: WarnLimiter,
     /// Lines let through, for tests.
     emitted: AtomicU64,
 }
@@ -60,22 +59,11 @@ pub(crate) struct RateLimited {
 impl RateLimited {
     /// `Some(held back since the last line)` if a line may be logged now.
     pub(crate) fn allow(&self) -> Option<u64> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        if state
-            .0
-            .is_some_and(|last| now.duration_since(last) < LOG_INTERVAL)
-        {
-            state.1 += 1;
-            return None;
+        let allowed = self.limiter.check();
+        if allowed.is_some() {
+            self.emitted.fetch_add(1, Ordering::Relaxed);
         }
-        let held_back = std::mem::take(&mut state.1);
-        state.0 = Some(now);
-        self.emitted.fetch_add(1, Ordering::Relaxed);
-        Some(held_back)
+        allowed
     }
 
     /// Lines let through so far.
@@ -125,18 +113,12 @@ mod tests {
     }
 
     #[test]
-    fn one_line_per_interval_and_the_rest_are_counted() {
+    fn many_failures_make_one_line() {
         let limited = RateLimited::default();
         assert_eq!(limited.allow(), Some(0));
         for _ in 0..500 {
             assert_eq!(limited.allow(), None);
         }
         assert_eq!(limited.emitted(), 1);
-        limited.state.lock().unwrap().0 = Some(Instant::now() - LOG_INTERVAL);
-        assert_eq!(
-            limited.allow(),
-            Some(500),
-            "the next line says how many were held back"
-        );
     }
 }
