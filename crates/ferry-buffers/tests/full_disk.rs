@@ -79,6 +79,20 @@ fn id(e: &LogEvent) -> u64 {
 
 const BATCH: u64 = 500;
 
+/// Events with these ids (and `text`), tracked by one notifier, and its verdict.
+fn tracked(ids: std::ops::Range<u64>, text: &str) -> (Vec<LogEvent>, ferry_core::BatchStatusReceiver) {
+    let (notifier, status) = BatchNotifier::new_with_receiver();
+    let events = ids
+        .map(|i| {
+            let mut e = LogEvent::from_message(format!("event {i} {text}"));
+            e.fields_mut().insert("id", Value::Integer(i as i64));
+            e.attach_notifier(&notifier);
+            e
+        })
+        .collect();
+    (events, status)
+}
+
 #[test]
 fn a_full_tmpfs_loses_nothing_acknowledged_and_the_buffer_opens_and_drains() {
     let root = tempfile::tempdir().unwrap();
@@ -101,16 +115,7 @@ fn a_full_tmpfs_loses_nothing_acknowledged_and_the_buffer_opens_and_drains() {
         let mut next = 0u64;
         let mut waiting = Vec::new();
         loop {
-            let (notifier, status) = BatchNotifier::new_with_receiver();
-            let batch: Vec<LogEvent> = (next..next + BATCH)
-                .map(|i| {
-                    let mut e = LogEvent::from_message(format!("full disk event {i} {padding}"));
-                    e.fields_mut().insert("id", Value::Integer(i as i64));
-                    e.attach_notifier(&notifier);
-                    e
-                })
-                .collect();
-            drop(notifier);
+            let (batch, status) = tracked(next..next + BATCH, &padding);
             if tokio::time::timeout(Duration::from_secs(3), writer.write(batch))
                 .await
                 .is_err()
@@ -170,16 +175,7 @@ fn a_full_tmpfs_loses_nothing_acknowledged_and_the_buffer_opens_and_drains() {
         }
         let (writer, mut reader) = opened.expect("the first run let go");
         // The sink is back: drain, and once there is room again new input is taken.
-        let (notifier, status) = BatchNotifier::new_with_receiver();
-        let more: Vec<LogEvent> = (10_000_000..10_000_000 + BATCH)
-            .map(|i| {
-                let mut e = LogEvent::from_message(format!("after the drain {i}"));
-                e.fields_mut().insert("id", Value::Integer(i as i64));
-                e.attach_notifier(&notifier);
-                e
-            })
-            .collect();
-        drop(notifier);
+        let (more, status) = tracked(10_000_000..10_000_000 + BATCH, "after the drain");
         writer.write(more).await.unwrap();
         drop(writer);
         if std::env::var_os("FERRY_TEST_LOG").is_some() {

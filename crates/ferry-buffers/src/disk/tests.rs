@@ -106,6 +106,17 @@ async fn source_hears_delivered_after_fsync_and_the_buffer_owns_events_until_ack
     );
 }
 
+/// Reads `n` events and settles each `Delivered`, as a sink whose destination confirmed them.
+async fn settle_delivered(reader: &mut DiskReader, n: usize) {
+    let mut settled = 0;
+    while settled < n {
+        for e in next(reader).await {
+            settled += 1;
+            e.settle(DeliveryStatus::Delivered);
+        }
+    }
+}
+
 /// Waits up to 5 s for `done`.
 pub(super) async fn wait_for(mut done: impl FnMut() -> bool) {
     for _ in 0..500 {
@@ -126,13 +137,7 @@ async fn a_drained_buffer_reports_no_backlog_in_inspect_or_at_the_next_start() {
     {
         let (writer, mut reader) = open_buffer(dir.path(), 1 << 30, WhenFull::Block);
         write_durably(&writer, [0..500, 500..1000, 1000..1500]).await;
-        let mut settled = 0;
-        while settled < 1500 {
-            for e in next(&mut reader).await {
-                settled += 1;
-                e.settle(DeliveryStatus::Delivered);
-            }
-        }
+        settle_delivered(&mut reader, 1500).await;
         wait_for(|| reader.shared.events.load(Ordering::Acquire) == 0).await;
     }
     let store = reopen_store(dir.path(), MIN_SEGMENT_BYTES).await;
@@ -174,13 +179,7 @@ async fn counters_that_disagree_with_the_ledger_are_corrected_when_the_buffer_op
     assert_eq!(reader.shared.events.load(Ordering::Acquire), 30);
     drop(writer);
     // Settling more than the persisted counters held never wraps them below zero.
-    let mut settled = 0;
-    while settled < 30 {
-        for e in next(&mut reader).await {
-            settled += 1;
-            e.settle(DeliveryStatus::Delivered);
-        }
-    }
+    settle_delivered(&mut reader, 30).await;
     wait_for(|| reader.shared.events.load(Ordering::Acquire) == 0).await;
     assert_eq!(reader.shared.bytes.load(Ordering::Acquire), 0);
     assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
