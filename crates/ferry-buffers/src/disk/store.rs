@@ -129,6 +129,8 @@ struct Appender {
     /// A sync failed and writing the unconfirmed records again failed too: the next sync
     /// does it first.
     rewrite_due: bool,
+    /// Bytes of `unconfirmed`.
+    unconfirmed_bytes: usize,
 }
 
 struct OpenSegment {
@@ -410,6 +412,7 @@ impl Store {
         let mut appender = lock(&self.appender);
         match self.write_record(&mut appender, sequence, &record, count) {
             Ok(location) => {
+                appender.unconfirmed_bytes += record.len();
                 appender.unconfirmed.push(Unconfirmed {
                     sequence,
                     count,
@@ -557,6 +560,11 @@ impl Store {
         result
     }
 
+    /// Bytes of the records kept in memory until a sync confirms them.
+    pub(crate) fn unconfirmed_bytes(&self) -> usize {
+        lock(&self.appender).unconfirmed_bytes
+    }
+
     /// Reads the record at `location` into `record` (replacing what it held).
     pub(crate) fn read_into(&self, location: Location, record: &mut Vec<u8>) -> Result<(), BufferError> {
         let path = self.segment_path(location.segment);
@@ -606,7 +614,8 @@ impl Store {
                 .unconfirmed
                 .binary_search_by_key(&sequence, |r| r.sequence)
             {
-                appender.unconfirmed.remove(i);
+                let record = appender.unconfirmed.remove(i);
+                appender.unconfirmed_bytes -= record.bytes.len();
             }
         }
         let Some(location) = removed.and_then(|value| Location::decode(&value)) else {
@@ -720,6 +729,11 @@ impl Store {
             Ok(()) => {
                 let mut spare = lock(&self.spare_records);
                 let confirmed = appender.unconfirmed.partition_point(|r| r.sequence < confirming);
+                let drained: usize = appender.unconfirmed[..confirmed]
+                    .iter()
+                    .map(|r| r.bytes.len())
+                    .sum();
+                appender.unconfirmed_bytes -= drained;
                 for record in appender.unconfirmed.drain(..confirmed) {
                     if spare.len() < SPARE_RECORDS {
                         spare.push(record.bytes);

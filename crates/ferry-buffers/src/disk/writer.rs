@@ -29,6 +29,12 @@ use tokio::sync::mpsc;
 use super::retry::Backoff;
 use super::{HOT_RECORDS, HotRecord, Shared, TARGET_RECORD_BYTES, record};
 
+/// Bytes of records kept in memory until their fsync (see [`Store::sync`]) past which the
+/// writer waits for a commit: a disk whose fsync hangs rather than fails must not make them
+/// grow without bound. Normally one sync interval's worth is far below it.
+///
+/// [`Store::sync`]: super::store::Store::sync
+const MAX_UNCONFIRMED_BYTES: usize = if cfg!(test) { 64 * 1024 } else { 64 * 1024 * 1024 };
 /// Failed attempts in a row after which deletions are given up once the buffer is closing.
 const GIVE_UP_REMOVALS: u32 = 10;
 
@@ -243,6 +249,13 @@ impl WriteThread {
                 }
             }
         }
+        while self.shared.store.unconfirmed_bytes() > MAX_UNCONFIRMED_BYTES
+            && !self.shared.reader_gone.load(Ordering::Acquire)
+        {
+            // The commit wakes this thread.
+            self.shared.commits.commit_now();
+            self.shared.space.wait(Duration::from_millis(100));
+        }
         let mut backoff = Backoff::default();
         let location = loop {
             if self.shared.faulted.load(Ordering::Acquire) {
@@ -356,6 +369,8 @@ pub(super) fn commit_loop(shared: Arc<Shared>, interval: Duration) {
                             finalizer.settle(DeliveryStatus::Delivered);
                         }
                         shared.confirmed_below.fetch_max(next_sequence, Ordering::AcqRel);
+                        // A writer may wait for the unconfirmed records to be confirmed.
+                        shared.space.wake();
                         retry_sync_at = None;
                         if sync_backoff.failing() {
                             let failures = sync_backoff.succeeded();
