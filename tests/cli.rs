@@ -129,6 +129,22 @@ fn validate_accepts_a_good_file_and_rejects_a_bad_one_with_the_key() {
 }
 
 #[test]
+fn disk_buffers_larger_than_their_volume_are_refused_naming_the_keys() {
+    let config = ConfigDir::new(
+        "[sources.in]\ntype = \"stdin\"\n[sinks.a]\ntype = \"console\"\ninputs = [\"in\"]\nbuffer.type = \"disk\"\nbuffer.max_size = 800000000000000000\n[sinks.b]\ntype = \"console\"\ninputs = [\"in\"]\nbuffer.type = \"disk\"\nbuffer.max_size = 800000000000000000\n",
+    );
+    let output = config.ferry(&["validate", "--no-healthchecks"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("sinks.a.buffer.max_size = 800000000000000000")
+            && err.contains("sinks.b.buffer.max_size")
+            && err.contains("the volume has"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_config_fails_the_run_before_reading_input() {
     let bad =
         ConfigDir::new("[sources.in]\ntype = \"stdin\"\n[sinks.out]\ntype = \"consol\"\ninputs = [\"in\"]\n");

@@ -424,6 +424,10 @@ fn dead_letters_go_to_a_dead_letter_topic_and_to_the_file_when_it_refuses() {
     let config = run(&format!("{base}-missing"));
     let letters = config.dead_letters("kafka");
     assert_eq!(letters.len(), 2, "the file took what the topic refused");
-    assert!(letters.iter().all(|l| l.cause.contains("dead-letter topic refused it")));
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.cause.contains("dead-letter topic refused it"))
+    );
     assert!(letters.iter().any(|l| l.topic == format!("{base}-a b")));
 }

@@ -16,6 +16,11 @@
 //!   confirmed it.
 //! - A disk buffer settles an event `Delivered` once it is fsynced, and from then on owns it
 //!   until the sink confirms it (see [`disk`]).
+//! - A failing disk (full, I/O errors, failed fsyncs) makes a disk buffer hold input back and
+//!   retry; it never drops what it accepted and never acknowledges what is not durable.
+//!   [`check_capacity`] refuses, at start, disk buffers that together could fill their volume.
+//! - `SinkMetrics::buffered` counts the events waiting in either buffer type, not yet taken by
+//!   the sink.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -33,6 +38,7 @@
 //! # });
 //! ```
 
+mod capacity;
 pub mod disk;
 mod memory;
 
@@ -41,6 +47,7 @@ use std::sync::Arc;
 
 use ferry_core::{BufferConfig, BufferType, EventStream, LogEvent, SendClosed, SinkMetrics};
 
+pub use capacity::{BufferShare, check_capacity};
 pub use disk::{BufferReport, DiskReader, DiskWriter, inspect};
 pub use memory::{MemoryReader, MemoryWriter};
 
@@ -77,6 +84,22 @@ pub enum BufferError {
     Sync {
         /// Why.
         reason: String,
+    },
+    /// The disk buffers on one volume may together hold more than it can.
+    #[error(
+        "the disk buffers on the volume holding {} may hold more than it can: {} add up to {total} bytes, but the volume has {capacity} bytes; lower their max_size or move data_dir",
+        volume.display(),
+        capacity::describe(buffers)
+    )]
+    CapacityExceeded {
+        /// A directory on the volume.
+        volume: PathBuf,
+        /// The volume's size in bytes.
+        capacity: u64,
+        /// The sum of the buffers' `max_size`.
+        total: u64,
+        /// The buffers on it.
+        buffers: Vec<BufferShare>,
     },
     /// The directory holds no disk buffer.
     #[error("{} holds no disk buffer", path.display())]

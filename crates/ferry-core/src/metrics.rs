@@ -14,14 +14,20 @@ pub struct SinkMetrics {
     pub retried: AtomicU64,
     /// Events refused for good (template error, too large, invalid).
     pub rejected: AtomicU64,
-    /// Events a full `drop_newest` buffer dropped, or copies meant for a sink that had failed.
+    /// Events a full `drop_newest` buffer dropped, copies meant for a sink that had failed,
+    /// and events a disk buffer could not write before the process stopped (its disk
+    /// failing); their sources heard "not delivered".
     pub dropped: AtomicU64,
     /// Events written to the sink's dead-letter destination (a subset of `rejected`).
     pub dead_lettered: AtomicU64,
-    /// Events waiting in the buffer right now.
+    /// Events waiting in the buffer right now, not yet taken by the sink (the same for both
+    /// buffer types; events the sink took are `in_flight` until confirmed).
     pub buffered: AtomicU64,
     /// Events handed to the destination and not yet confirmed.
     pub in_flight: AtomicU64,
+    /// Failed disk operations of a disk buffer (a full disk, an I/O error, a failed fsync);
+    /// each one is retried, and nothing acknowledged is lost by it.
+    pub buffer_errors: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -43,6 +49,8 @@ pub struct SinkMetricsSnapshot {
     pub buffered: u64,
     /// See [`SinkMetrics::in_flight`].
     pub in_flight: u64,
+    /// See [`SinkMetrics::buffer_errors`].
+    pub buffer_errors: u64,
 }
 
 impl SinkMetrics {
@@ -51,8 +59,8 @@ impl SinkMetrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Subtracts `n` from a gauge, stopping at zero: a miscount must show as a small error,
-    /// never as a wrapped 18446744073709551615.
+    /// Subtracts `n` from a gauge, stopping at zero: a gauge that wrapped below zero would
+    /// show 18 quintillion events.
     pub fn sub(counter: &AtomicU64, n: u64) {
         let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
             Some(v.saturating_sub(n))
@@ -71,6 +79,20 @@ impl SinkMetrics {
             dead_lettered: r(&self.dead_lettered),
             buffered: r(&self.buffered),
             in_flight: r(&self.in_flight),
+            buffer_errors: r(&self.buffer_errors),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gauge_never_wraps_below_zero() {
+        let metrics = SinkMetrics::default();
+        SinkMetrics::add(&metrics.buffered, 3);
+        SinkMetrics::sub(&metrics.buffered, 5);
+        assert_eq!(metrics.snapshot().buffered, 0);
     }
 }

@@ -17,6 +17,9 @@ pub enum BuildError {
     /// The data directory is unusable.
     #[error(transparent)]
     DataDir(#[from] ferry_config::DataDirError),
+    /// The disk buffers cannot fit their volume.
+    #[error("{0}")]
+    Capacity(ferry_buffers::BufferError),
     /// A component's `build` failed.
     #[error("cannot start {kind} `{id}`: {source}")]
     Component {
@@ -79,6 +82,27 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
     let shutdown = CancellationToken::new();
     let deadline = CancellationToken::new();
     let mut errors = Vec::new();
+    // Buffers whose `max_size` add up to more than their volume could never all be filled:
+    // a configuration error, caught before anything starts.
+    let disk_buffers: Vec<(&str, std::path::PathBuf, u64)> = config
+        .sinks
+        .iter()
+        .filter(|s| s.config.buffer().kind == ferry_core::BufferType::Disk)
+        .map(|s| {
+            (
+                s.id.as_str(),
+                ferry_buffers::disk_buffer_dir(&data_dir, &s.id),
+                s.config.buffer().max_size.unwrap_or(0),
+            )
+        })
+        .collect();
+    let disk_buffers: Vec<(&str, &std::path::Path, u64)> = disk_buffers
+        .iter()
+        .map(|(id, dir, size)| (*id, dir.as_path(), *size))
+        .collect();
+    if let Err(e) = ferry_buffers::check_capacity(&disk_buffers) {
+        errors.push(BuildError::Capacity(e));
+    }
     let mut sinks = Vec::new();
     let mut sink_index = HashMap::new();
     for sink in &config.sinks {

@@ -194,13 +194,9 @@ pub async fn run(mut pipeline: Pipeline, options: RunOptions, mut signals: Signa
             for (((id, m), durable), before) in metrics.iter().zip(&durable).zip(before) {
                 let s = m.snapshot();
                 let dead_lettered = s.dead_lettered.saturating_sub(before);
-                // A disk buffer keeps counting the events it handed to the sink until they are
-                // confirmed (they stay on disk till then): they are in both counts.
-                let unconfirmed = if *durable {
-                    s.buffered
-                } else {
-                    s.buffered + s.in_flight
-                };
+                // Waiting in the buffer, or taken by the sink and not confirmed: for a disk
+                // buffer both stay on disk until confirmed.
+                let unconfirmed = s.buffered + s.in_flight;
                 if *durable {
                     if unconfirmed > 0 {
                         tracing::warn!(sink = %id, unconfirmed, "shutdown deadline passed; these events stay in the disk buffer and are delivered after the next start");

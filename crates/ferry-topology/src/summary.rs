@@ -17,6 +17,7 @@ pub(crate) fn log_summary(sinks: &[(String, Arc<SinkMetrics>)], final_line: bool
             dead_lettered = s.dead_lettered,
             buffered = s.buffered,
             in_flight = s.in_flight,
+            buffer_errors = s.buffer_errors,
             "{message}"
         );
     }

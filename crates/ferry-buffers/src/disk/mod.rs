@@ -10,6 +10,16 @@
 //! - After a restart, every record not yet confirmed by Kafka is delivered again; events that
 //!   were in flight to Kafka when the process died may be delivered twice.
 //!
+//! ## When the disk fails
+//! A full disk, an I/O error or a failed fsync never drops what the buffer accepted and never
+//! acknowledges what is not durable: the write side holds input back and retries with
+//! back-off, counting each failure in `SinkMetrics::buffer_errors` and logging at a rate limit
+//! (`writer.rs`); records a failed fsync may have lost are written again into a new segment
+//! (`store.rs`); a record that cannot be read is retried, never deleted (`reader.rs`); a reserve
+//! file lets a buffer on a full disk open and drain, and sled is reopened after a failed write
+//! (it refuses every later one). All file I/O goes through a small seam (`fs.rs`) so that the
+//! tests inject these faults and simulate power loss.
+//!
 //! ## Layout
 //! Many events are packed into one checksummed record ([`record`]), appended to a segment
 //! file; a sled ledger maps the sequence number of the record's first event to where it lies
@@ -19,8 +29,10 @@
 //!
 //! ## Threads
 //! Three threads of its own per buffer: the write thread encodes and appends records
-//! ([`writer`]), the commit thread fsyncs them in groups and acknowledges their events, and the
-//! read thread reads and decodes records for the sink ([`reader`]). While the sink keeps up, the
+//! ([`writer`]), the commit thread fsyncs them in groups, acknowledges their events and deletes
+//! the records the sink settled (settling itself only queues them, so librdkafka's
+//! delivery-report thread does no disk work), and the read thread reads and decodes records for
+//! the sink ([`reader`]). While the sink keeps up, the
 //! reader takes the events the writer just stored straight from memory (a few records at most),
 //! so the steady state costs one encode and one append per record; a backlog, or the events of
 //! an earlier run, are read back from the segments.
@@ -31,9 +43,13 @@
 //! itself. Measured with 256 KiB records, that cost tens to hundreds of MiB of resident memory
 //! and made it vary from run to run.
 
+#[cfg(test)]
+mod fault_fs;
+mod fs;
 mod reader;
 mod record;
 mod record_pool;
+mod retry;
 mod store;
 mod wakeup;
 mod writer;
@@ -52,8 +68,10 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use crate::BufferError;
+use fs::{Filesystem, RealFs};
 pub use record::CorruptRecord;
 use record_pool::RecordPool;
+use retry::FaultLogs;
 use store::{Location, Store, Totals};
 use wakeup::Wakeup;
 use writer::{Commits, WriteThread};
@@ -63,9 +81,6 @@ const WRITE_QUEUE: usize = 4;
 /// The size a record aims for: large enough that the ledger and the per-record work stay
 /// small, small enough that one record is a reasonable batch in flight to the sink.
 const TARGET_RECORD_BYTES: usize = 256 * 1024;
-/// Reads of a record that fail with an I/O error before it is skipped as corrupt, one second
-/// apart: long enough for a transient shortage (file descriptors, memory) to pass.
-const READ_ATTEMPTS: u32 = if cfg!(test) { 3 } else { 10 };
 /// Batches read ahead for the sink.
 const READ_AHEAD: usize = 2;
 /// Records the writer hands the reader from memory while it keeps up (see the module docs).
@@ -93,13 +108,23 @@ struct Shared {
     bytes: AtomicU64,
     events: AtomicU64,
     metrics: Arc<SinkMetrics>,
-    /// A record was deleted: room for the write thread waiting on a full buffer.
+    /// A record was deleted, or a failed sync recovered: the write thread may go on.
     space: Wakeup,
-    /// A record was written, or the writer is done: the read thread may have more to do.
+    /// A record was written or confirmed, or the writer is done: the read thread may have
+    /// more to do.
     appended: Wakeup,
     writer_done: AtomicBool,
     /// The sink's end was dropped: nothing will be delivered, or make room, in this run.
     reader_gone: AtomicBool,
+    /// The hand-over to the commit thread: appended records to confirm, settled records to
+    /// delete.
+    commits: Commits,
+    /// Records numbered below this are durable; the reader reads nothing at or above it from
+    /// disk (a failed sync may still move those records to another segment).
+    confirmed_below: AtomicU64,
+    /// The last sync failed: the writer takes no input until one succeeds (backpressure).
+    faulted: AtomicBool,
+    logs: FaultLogs,
     /// The latest stored records with their events, oldest first (see the module docs).
     hot: Mutex<VecDeque<HotRecord>>,
     /// Buffers for the records the reader reads back.
@@ -124,24 +149,56 @@ impl Shared {
         used == 0 || used + len <= self.max_size
     }
 
-    /// Called when every copy of a record's events has been settled.
-    fn record_settled(&self, sequence: u64, location: Location, status: DeliveryStatus) {
+    /// Called when every copy of a record's events has been settled, on whatever thread
+    /// settled the last one (librdkafka's delivery-report thread, for the Kafka sink): it only
+    /// queues the record for the commit thread, which deletes it. No disk work, and no lock the
+    /// write path holds while it writes.
+    fn record_settled(&self, sequence: u64, status: DeliveryStatus) {
         if status == DeliveryStatus::Errored {
             // Not delivered (the sink stopped before Kafka confirmed): it stays on disk and is
             // read again at the next start.
             return;
         }
-        let events = u64::from(location.count);
-        let bytes = u64::from(location.len);
-        // sled's remove appends to its in-memory log; it does not wait for the disk.
-        if let Err(e) = self.store.remove(sequence, location) {
-            tracing::error!(error = %e, sequence, "cannot delete a delivered record from the disk buffer; it will be delivered again after a restart");
-            return;
+        if let Some(inline) = self.commits.settled(sequence) {
+            // The commit thread is gone (the buffer is shutting down): delete it here.
+            self.remove_settled(inline);
         }
-        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-        self.events.fetch_sub(events, Ordering::AcqRel);
-        SinkMetrics::sub(&self.metrics.buffered, events);
-        self.space.wake();
+    }
+
+    /// Deletes settled records from the ledger; returns those that could not be deleted, to
+    /// be tried again.
+    fn remove_settled(&self, sequences: Vec<u64>) -> Vec<u64> {
+        let mut failed = Vec::new();
+        let mut removed = false;
+        for sequence in sequences {
+            if !failed.is_empty() {
+                failed.push(sequence);
+                continue;
+            }
+            match self.store.remove(sequence) {
+                Ok(Some(location)) => {
+                    // By what the ledger held, so that a record settled twice (or moved by a
+                    // failed sync) is never subtracted twice.
+                    SinkMetrics::sub(&self.bytes, u64::from(location.len));
+                    SinkMetrics::sub(&self.events, u64::from(location.count));
+                    removed = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    SinkMetrics::add(&self.metrics.buffer_errors, 1);
+                    // Deleting is what frees the disk: the reserve is kept for this.
+                    self.store.release_reserve();
+                    if let Some(held_back) = self.logs.remove.allow() {
+                        tracing::error!(error = %e, sequence, held_back, "cannot delete a delivered record from the disk buffer; trying again");
+                    }
+                    failed.push(sequence);
+                }
+            }
+        }
+        if removed {
+            self.space.wake();
+        }
+        failed
     }
 }
 
@@ -180,6 +237,7 @@ impl Drop for DiskReader {
         // deleted: neither comes now.
         self.shared.appended.wake();
         self.shared.space.wake();
+        self.shared.commits.wake();
     }
 }
 
@@ -187,7 +245,13 @@ impl Stream for DiskReader {
     type Item = Vec<LogEvent>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(batch)) = &polled {
+            // Taken by the sink: no longer waiting in the buffer (still on disk until the sink
+            // settles it, counted by the sink as in flight), as for a memory buffer.
+            SinkMetrics::sub(&self.shared.metrics.buffered, batch.len() as u64);
+        }
+        polled
     }
 }
 
@@ -197,12 +261,38 @@ pub(crate) fn open(
     config: &BufferConfig,
     metrics: Arc<SinkMetrics>,
 ) -> Result<(DiskWriter, DiskReader), BufferError> {
+    open_with(dir, config, metrics, Arc::new(RealFs))
+}
+
+/// [`open`] on the given files (tests inject faults through them).
+fn open_with(
+    dir: &Path,
+    config: &BufferConfig,
+    metrics: Arc<SinkMetrics>,
+    fs: Arc<dyn Filesystem>,
+) -> Result<(DiskWriter, DiskReader), BufferError> {
     let max_size = config.max_size.unwrap_or(u64::MAX);
     let segment_bytes = (max_size / SEGMENTS_PER_MAX_SIZE).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
-    let store = Store::open(dir, segment_bytes)?;
-    let totals = store.totals();
+    let store = Store::open(dir, segment_bytes, fs)?;
+    // The ledger is the truth; the persisted counters lag it after an unclean stop (records
+    // deleted after the last sync), and counters taken from them went wrong by that much.
+    let (_, totals) = store.ledger_totals()?;
+    let persisted = store.persisted_totals();
+    if persisted != totals {
+        tracing::warn!(
+            path = %dir.display(),
+            events = totals.events,
+            bytes = totals.bytes,
+            persisted_events = persisted.events,
+            persisted_bytes = persisted.bytes,
+            "the disk buffer's counters disagreed with its ledger (an unclean stop); using the ledger's"
+        );
+    }
     let next_sequence = store.next_sequence()?;
     store.remove_unreferenced_segments(next_sequence)?;
+    if let Err(e) = store.ensure_reserve() {
+        tracing::warn!(path = %dir.display(), error = %e, "no room on the disk for the disk buffer's reserved space; nothing new is written until there is (the backlog is delivered)");
+    }
     let first_sequence = store.first()?.map(|(first, _)| first);
     if let Some(first) = first_sequence {
         tracing::info!(path = %dir.display(), events = totals.events, bytes = totals.bytes, first, "disk buffer holds events from an earlier run; delivering them first");
@@ -218,6 +308,10 @@ pub(crate) fn open(
         appended: Wakeup::default(),
         writer_done: AtomicBool::new(false),
         reader_gone: AtomicBool::new(false),
+        commits: Commits::new(next_sequence),
+        confirmed_below: AtomicU64::new(next_sequence),
+        faulted: AtomicBool::new(false),
+        logs: FaultLogs::default(),
         hot: Mutex::new(VecDeque::with_capacity(HOT_RECORDS)),
         records: Arc::default(),
         earlier_runs_below: next_sequence,
@@ -236,12 +330,11 @@ pub(crate) fn open(
     };
     // If a later spawn fails, the threads already started stop by themselves: their channel
     // ends are dropped with this call's.
-    let commits = Arc::new(Commits::new(next_sequence));
     let interval = Duration::from_millis(config.sync_interval_ms.max(1));
-    let (commit_shared, commit_commits) = (shared.clone(), commits.clone());
+    let commit_shared = shared.clone();
     spawn(
         "ferry-disk-sync",
-        Box::new(move || writer::commit_loop(commit_shared, commit_commits, interval)),
+        Box::new(move || writer::commit_loop(commit_shared, interval)),
     )?;
     let read_shared = shared.clone();
     let first = first_sequence.unwrap_or(next_sequence);
@@ -252,11 +345,10 @@ pub(crate) fn open(
     shared.appended.register(reader_thread);
     let write_thread = WriteThread {
         shared: shared.clone(),
-        commits,
         when_full: config.when_full,
         next_sequence,
         bytes_per_event: 256,
-        record: Vec::new(),
+        abandoned: 0,
     };
     let writer_thread = spawn("ferry-disk-write", Box::new(move || write_thread.run(in_rx)))?;
     shared.space.register(writer_thread);
@@ -287,9 +379,12 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<BufferReport, BufferError> {
     if !dir.join("db").exists() {
         return Err(BufferError::NotABuffer { path: dir.to_owned() });
     }
-    let store = Store::open(dir, MAX_SEGMENT_BYTES)?;
-    let totals = store.totals();
+    let store = Store::open(dir, MAX_SEGMENT_BYTES, Arc::new(RealFs))?;
+    // From the ledger, not the persisted counters: those lag it after an unclean stop (a
+    // drained buffer used to report its last synced backlog forever).
+    let (records, totals) = store.ledger_totals()?;
     let mut report = BufferReport {
+        records,
         events: totals.events,
         bytes: totals.bytes,
         size_on_disk: store.size_on_disk(),
@@ -304,6 +399,7 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<BufferReport, BufferError> {
             .map(|t| t.to_rfc3339());
     }
     if verify {
+        report.records = 0;
         report.events = 0;
         report.bytes = 0;
         let mut cursor = None;
@@ -323,5 +419,7 @@ pub fn inspect(dir: &Path, verify: bool) -> Result<BufferReport, BufferError> {
     Ok(report)
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;

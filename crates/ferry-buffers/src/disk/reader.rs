@@ -1,6 +1,14 @@
 //! The read side: a thread that hands the sink the stored records in order, from memory while
 //! it keeps up with the writer, from the segment files otherwise, and decodes them itself (the
 //! tokio workers run the sink, the stage every event waits for).
+//!
+//! A record not yet durable (numbered at or above `Shared::confirmed_below`) may be moving to
+//! another segment after a failed fsync: if reading it fails or finds other bytes, that says
+//! nothing about the record, so the reader waits for the commit and looks again. A read that
+//! fails with an I/O error is tried again, with back-off, for as long as it takes:
+//! only a record that is there and fails its checks (a checksum mismatch, stale or missing
+//! bytes) is corrupt and deleted, since deleting a record that merely could not be read would
+//! lose acknowledged events.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,15 +17,14 @@ use std::time::Duration;
 use ferry_core::{BatchNotifier, DeliveryStatus, LogEvent, SinkMetrics};
 use tokio::sync::mpsc;
 
+use super::retry::Backoff;
 use super::store::Location;
-use super::{HotRecord, READ_ATTEMPTS, Shared, record};
+use super::{HotRecord, Shared, record};
 use crate::BufferError;
 
 /// How long the reader sleeps when it has caught up, at most: it is woken by every append, so
 /// this only bounds how late it notices that the sink is gone.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
-/// How long an unreadable record waits before the next attempt.
-const RETRY_WAIT: Duration = Duration::from_secs(1);
 
 /// Reads records from `first` on and sends them to the sink until the writer is done and
 /// everything is read, or the sink is gone.
@@ -25,18 +32,16 @@ pub(super) fn read_loop(shared: Arc<Shared>, out: mpsc::Sender<Vec<LogEvent>>, f
     // The record read last, and the sequence number the next one starts at.
     let mut cursor: Option<u64> = None;
     let mut expected: Option<u64> = Some(first);
-    // Failed reads of the record after `cursor` in a row (see `READ_ATTEMPTS`).
-    let mut failed_reads = 0;
+    let mut backoff = Backoff::default();
     loop {
         // Read the flag before looking for records: a record written after a `None` answer
         // was written before the flag was set, so it cannot be missed.
         let writer_done = shared.writer_done.load(Ordering::Acquire);
         let (sequence, location, mut events) = match take_hot(&shared, expected) {
             Some(hot) => (hot.sequence, hot.location, hot.events),
-            None => match read_next(&shared, cursor, failed_reads + 1 >= READ_ATTEMPTS) {
+            None => match read_next(&shared, cursor) {
                 ReadNext::Record(sequence, location, events) => (sequence, location, events),
                 ReadNext::Skipped(sequence, location) => {
-                    failed_reads = 0;
                     cursor = Some(sequence);
                     expected = sequence.checked_add(u64::from(location.count));
                     continue;
@@ -48,22 +53,38 @@ pub(super) fn read_loop(shared: Arc<Shared>, out: mpsc::Sender<Vec<LogEvent>>, f
                     shared.appended.wait(IDLE_WAIT);
                     continue;
                 }
-                ReadNext::Failed => {
-                    failed_reads += 1;
-                    std::thread::sleep(RETRY_WAIT);
+                ReadNext::Unconfirmed => {
+                    // The sink waits for it: commit now rather than at the end of the
+                    // interval (the commit wakes this thread).
+                    shared.commits.commit_now();
                     if out.is_closed() {
                         return;
                     }
+                    shared.appended.wait(IDLE_WAIT);
+                    continue;
+                }
+                ReadNext::Failed(sequence, e) => {
+                    SinkMetrics::add(&shared.metrics.buffer_errors, 1);
+                    let wait = backoff.failed();
+                    if let Some(held_back) = shared.logs.read.allow() {
+                        tracing::error!(sequence, error = %e, held_back, retry_in_ms = wait.as_millis() as u64, "cannot read a record of the disk buffer; it is kept and tried again");
+                    }
+                    if out.is_closed() {
+                        return;
+                    }
+                    std::thread::sleep(wait);
                     continue;
                 }
             },
         };
-        failed_reads = 0;
+        if backoff.failing() {
+            let failures = backoff.succeeded();
+            tracing::info!(failures, sequence, "the disk buffer reads again");
+        }
         cursor = Some(sequence);
         expected = sequence.checked_add(u64::from(location.count));
         let settled = shared.clone();
-        let notifier =
-            BatchNotifier::with_callback(move |status| settled.record_settled(sequence, location, status));
+        let notifier = BatchNotifier::with_callback(move |status| settled.record_settled(sequence, status));
         for event in &mut events {
             event.attach_notifier(&notifier);
         }
@@ -97,7 +118,10 @@ enum ReadNext {
     /// A record skipped for good (reported, and deleted or settled).
     Skipped(u64, Location),
     Nothing,
-    Failed,
+    /// The next record is not durable yet and could not be read: look again after the commit.
+    Unconfirmed,
+    /// Not readable now: tried again.
+    Failed(u64, String),
 }
 
 /// Why a record read from disk is not handed to the sink.
@@ -105,26 +129,21 @@ enum Unread {
     /// Its segment file is gone: deleted once drained, before the ledger's removal of the
     /// record reached the disk (an unclean stop), so it was delivered. Skipped.
     Gone(String),
-    /// Gone or damaged for good (missing bytes, a bad checksum, stale bytes): skipped and
+    /// There, and damaged for good (missing bytes, a bad checksum, stale bytes): skipped and
     /// deleted.
     Corrupt(String),
-    /// Not readable now (an I/O error: for `READ_ATTEMPTS` seconds) or not by this build (a
-    /// newer format: until a newer build reads it): kept and tried again, since deleting it
-    /// would lose acknowledged events.
+    /// Not readable now (an I/O error) or not by this build (a newer format: until a newer
+    /// build reads it): kept and tried again, since deleting it would lose acknowledged
+    /// events.
     Retry(String),
 }
 
-/// Reads and decodes the record after `cursor`. With `last_attempt`, a record that still
-/// cannot be read (an I/O error) is skipped as corrupt rather than tried again: a failing
-/// sector must not hold up everything behind it for good.
-fn read_next(shared: &Shared, cursor: Option<u64>, last_attempt: bool) -> ReadNext {
+/// Reads and decodes the durable record after `cursor`.
+fn read_next(shared: &Shared, cursor: Option<u64>) -> ReadNext {
     let (sequence, location) = match shared.store.next_after(cursor) {
         Ok(Some(found)) => found,
         Ok(None) => return ReadNext::Nothing,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the disk buffer; trying again in 1 s");
-            return ReadNext::Failed;
-        }
+        Err(e) => return ReadNext::Failed(cursor.unwrap_or(0), e.to_string()),
     };
     let mut buffer = shared.records.take();
     let decoded = match shared.store.read_into(location, &mut buffer) {
@@ -144,10 +163,19 @@ fn read_next(shared: &Shared, cursor: Option<u64>, last_attempt: bool) -> ReadNe
         Err(BufferError::Io { path, source }) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
             Err(Unread::Corrupt(format!("{}: {source}", path.display())))
         }
-        Err(e) if last_attempt => Err(Unread::Corrupt(format!(
-            "{e} (still failing after {READ_ATTEMPTS} attempts)"
-        ))),
         Err(e) => Err(Unread::Retry(e.to_string())),
+    };
+    let decoded = match decoded {
+        Err(_) if sequence >= shared.confirmed_below.load(Ordering::Acquire) => {
+            // Not durable yet, so maybe being written again elsewhere: no verdict before the
+            // commit (which wakes this thread).
+            return ReadNext::Unconfirmed;
+        }
+        Err(Unread::Gone(_) | Unread::Corrupt(_)) if !still_listed(shared, sequence, location) => {
+            // The record moved or was settled while we read: look again.
+            Err(Unread::Retry("the record moved while it was read".into()))
+        }
+        other => other,
     };
     match decoded {
         Ok(events) => ReadNext::Record(sequence, location, events),
@@ -157,18 +185,23 @@ fn read_next(shared: &Shared, cursor: Option<u64>, last_attempt: bool) -> ReadNe
                 path,
                 "a record's segment file is gone: it was delivered before an unclean stop (or the file was deleted by hand); skipped"
             );
-            shared.record_settled(sequence, location, DeliveryStatus::Delivered);
+            SinkMetrics::sub(&shared.metrics.buffered, u64::from(location.count));
+            shared.record_settled(sequence, DeliveryStatus::Delivered);
             ReadNext::Skipped(sequence, location)
         }
-        Err(Unread::Retry(e)) => {
-            tracing::error!(sequence, error = %e, "cannot read a record of the disk buffer; it is kept and tried again in 1 s");
-            ReadNext::Failed
-        }
+        Err(Unread::Retry(e)) => ReadNext::Failed(sequence, e),
         Err(Unread::Corrupt(e)) => {
             tracing::error!(sequence, error = %e, "corrupt record in the disk buffer: skipped and deleted");
             SinkMetrics::add(&shared.metrics.rejected, u64::from(location.count));
-            shared.record_settled(sequence, location, DeliveryStatus::Rejected);
+            SinkMetrics::sub(&shared.metrics.buffered, u64::from(location.count));
+            shared.record_settled(sequence, DeliveryStatus::Rejected);
             ReadNext::Skipped(sequence, location)
         }
     }
+}
+
+/// Whether the ledger still lists the record at `sequence` where it was read.
+fn still_listed(shared: &Shared, sequence: u64, location: Location) -> bool {
+    // An error reading the ledger: do not judge the record now.
+    matches!(shared.store.location(sequence), Ok(Some(now)) if now == location)
 }
