@@ -174,6 +174,7 @@ fn watch(shared: &Shared) {
             // A missing or unreachable topic is asked again sooner: it may appear any time.
             watched.refresh_at = Instant::now() + if layout.is_some() { REFRESH } else { REFRESH / 10 };
             if watched.layout != layout {
+                tracing::debug!(topic = %topic, with_leader = ?layout.as_ref().map(|l| &l.with_leader), "topic layout");
                 watched.layout = layout;
                 shared.generation.fetch_add(1, Ordering::AcqRel);
             }
