@@ -38,8 +38,11 @@ const LAST_DELIVERY_WAIT: Duration = Duration::from_millis(100);
 /// wakes it.
 const TICK: Duration = Duration::from_secs(1);
 /// The least time between two producer rebuilds, so a producer that dies at birth does not
-/// turn into a busy loop.
+/// turn into a busy loop; it doubles with each rebuild up to `MAX_REBUILD_INTERVAL`, and
+/// starts over once a producer has lasted `REBUILD_FORGOTTEN`.
 const MIN_REBUILD_INTERVAL: Duration = Duration::from_secs(5);
+const MAX_REBUILD_INTERVAL: Duration = Duration::from_secs(300);
+const REBUILD_FORGOTTEN: Duration = Duration::from_secs(600);
 /// How long, at the shutdown deadline, purged records may take to come back from librdkafka.
 const PURGE_WAIT: Duration = Duration::from_secs(2);
 /// How long, at the shutdown deadline, the dead-letter file may take to become durable.
@@ -82,6 +85,7 @@ impl SinkRunner for KafkaSink {
                 dead_letters,
                 alone: None,
                 last_rebuild: None,
+                rebuild_interval: MIN_REBUILD_INTERVAL,
                 last_reports: (0, Instant::now()),
                 retry_warnings: WarnLimiter::new(Duration::from_secs(30)),
             };
@@ -98,6 +102,8 @@ struct RunningSink {
     /// A producer that sends every record in a batch of its own, made on first need.
     alone: Option<Producer>,
     last_rebuild: Option<Instant>,
+    /// The least time before the next rebuild (see `MIN_REBUILD_INTERVAL`).
+    rebuild_interval: Duration,
     /// The delivery-report count when it last changed, and when (to see a stalled producer).
     last_reports: (u64, Instant),
     retry_warnings: WarnLimiter,
@@ -597,11 +603,16 @@ impl RunningSink {
     /// Replaces the producer with a new one; the old one's records come back as purged and
     /// are sent again through the new one.
     fn rebuild(&mut self, cause: &str) {
-        if self
-            .last_rebuild
-            .is_some_and(|at| at.elapsed() < MIN_REBUILD_INTERVAL)
-        {
-            return;
+        if let Some(at) = self.last_rebuild {
+            let since = at.elapsed();
+            if since < self.rebuild_interval {
+                return;
+            }
+            self.rebuild_interval = if since >= REBUILD_FORGOTTEN {
+                MIN_REBUILD_INTERVAL
+            } else {
+                (self.rebuild_interval * 2).min(MAX_REBUILD_INTERVAL)
+            };
         }
         self.last_rebuild = Some(Instant::now());
         let new = match crate::client::create_producer(&self.sink.client_config, self.sink.shared.clone()) {
