@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use ferry_tansu::{Broker, Storage};
 
+use crate::latency_proxy::LatencyProxy;
 use crate::setup;
 use crate::util::{cargo, root, step};
 
@@ -25,6 +26,8 @@ struct Options {
     peers: Vec<(String, String)>,
     only: Option<Vec<String>>,
     write_docs: bool,
+    /// Added to each direction between the contenders and the broker.
+    broker_latency: Duration,
 }
 
 fn parse(args: &[&str]) -> Result<Options> {
@@ -34,6 +37,7 @@ fn parse(args: &[&str]) -> Result<Options> {
         peers: Vec::new(),
         only: None,
         write_docs: true,
+        broker_latency: Duration::ZERO,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -47,6 +51,12 @@ fn parse(args: &[&str]) -> Result<Options> {
             "--rounds" => options.rounds = value("--rounds")?.parse().context("--rounds takes a number")?,
             "--only" => options.only = Some(value("--only")?.split(',').map(str::to_owned).collect()),
             "--no-docs" => options.write_docs = false,
+            "--broker-latency" => {
+                let ms: u64 = value("--broker-latency")?
+                    .parse()
+                    .context("--broker-latency takes milliseconds")?;
+                options.broker_latency = Duration::from_millis(ms);
+            }
             "--peer" => {
                 let spec = value("--peer")?;
                 let (name, command) = spec
@@ -55,7 +65,7 @@ fn parse(args: &[&str]) -> Result<Options> {
                 options.peers.push((name.to_owned(), command.to_owned()));
             }
             other => bail!(
-                "unknown bench option `{other}`; options: --events N, --rounds N, --only a,b, --peer NAME='CMD {{topic}} {{brokers}}', --no-docs"
+                "unknown bench option `{other}`; options: --events N, --rounds N, --only a,b, --peer NAME='CMD {{topic}} {{brokers}}', --broker-latency MS, --no-docs"
             ),
         }
     }
@@ -115,11 +125,19 @@ pub fn run(args: &[&str]) -> Result<()> {
     };
     let contenders = contenders(&options, kcat_lib.as_deref());
     step(&format!(
-        "{} contenders x {} rounds over {} events ({:.1} MiB); a fresh tansu (memory storage) for each run",
+        "{} contenders x {} rounds over {} events ({:.1} MiB); a fresh tansu (memory storage) for each run{}",
         contenders.len(),
         options.rounds,
         options.events,
-        input_bytes as f64 / 1048576.0
+        input_bytes as f64 / 1048576.0,
+        if options.broker_latency.is_zero() {
+            String::new()
+        } else {
+            format!(
+                ", reached through a proxy adding {} ms each way",
+                options.broker_latency.as_millis()
+            )
+        }
     ));
     let release = root().join("target/release");
     let mut results: BTreeMap<String, Vec<Measurement>> = BTreeMap::new();
@@ -139,7 +157,23 @@ pub fn run(args: &[&str]) -> Result<()> {
             // tansu's memory storage keeps every record it was sent and slows down as it grows
             // (its CPU per event rose through the 35 runs of a 5-round bench): every run gets
             // an empty broker, so no contender pays for the ones before it.
-            let broker = Broker::start(&tools.tansu, Storage::Memory)?;
+            // With added latency, clients reach the broker only through the delaying proxy:
+            // the broker advertises the proxy's port, so every connection goes through it.
+            let (broker, _proxy) = if options.broker_latency.is_zero() {
+                (Broker::start(&tools.tansu, Storage::Memory)?, None)
+            } else {
+                let proxy_port = ferry_tansu::free_port()?;
+                let broker_port = ferry_tansu::free_port()?;
+                let proxy = LatencyProxy::start(proxy_port, broker_port, options.broker_latency)?;
+                let broker = Broker::start_advertised(
+                    &tools.tansu,
+                    Storage::Memory,
+                    broker_port,
+                    proxy.port(),
+                    false,
+                )?;
+                (broker, Some(proxy))
+            };
             let brokers = broker.bootstrap_servers();
             let broker_pid = broker.pid().context("broker pid")?;
             let topic = format!("bench-{}-{round}", contender.name);
@@ -240,6 +274,27 @@ fn contenders(options: &Options, kcat_lib: Option<&Path>) -> Vec<Contender> {
                 "{brokers}",
                 "-t",
                 "{topic}",
+                "-l",
+                "/dev/stdin",
+            ]
+            .map(String::from)
+            .to_vec(),
+            env: vec![("LD_LIBRARY_PATH".into(), lib.display().to_string())],
+            ferry_config: None,
+        });
+        // Ferry runs the idempotent producer by default and kcat does not: this one is the
+        // like-for-like comparison.
+        all.push(Contender {
+            name: "kcat-idempotent".into(),
+            argv: [
+                "kcat",
+                "-P",
+                "-b",
+                "{brokers}",
+                "-t",
+                "{topic}",
+                "-X",
+                "enable.idempotence=true",
                 "-l",
                 "/dev/stdin",
             ]

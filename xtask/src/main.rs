@@ -13,6 +13,7 @@ mod bench;
 mod broker;
 mod chart;
 mod demo;
+mod latency_proxy;
 mod setup;
 mod util;
 
@@ -28,7 +29,8 @@ tasks:
   demo          start the broker, stream demo logs through ferry into Kafka, read them back
   test          setup + lint + every test (what CI runs)
   bench         ferry vs kcat vs a raw rdkafka producer; prints a table, writes docs/benchmarks.md
-                (--events N, --rounds N, --only a,b, --peer NAME='CMD {topic} {brokers}', --no-docs)
+                (--events N, --rounds N, --only a,b, --peer NAME='CMD {topic} {brokers}',
+                --broker-latency MS (through a proxy delaying each direction), --no-docs)
   lint          cargo fmt --check and cargo clippy -D warnings";
 
 fn main() {
