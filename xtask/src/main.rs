@@ -8,6 +8,7 @@
 //! - `test`: everything CI runs: setup, lint, and every test of the workspace.
 //! - `lint`: `cargo fmt --check` and clippy with `-D warnings`.
 //! - `bench`: Ferry side by side with kcat and a raw librdkafka producer.
+//! - `reliability`: the fault scenarios of `tests/reliability.rs`, one ledger line each.
 
 mod bench;
 mod broker;
@@ -31,7 +32,9 @@ tasks:
   bench         ferry vs kcat vs a raw rdkafka producer; prints a table, writes docs/benchmarks.md
                 (--events N, --rounds N, --only a,b, --peer NAME='CMD {topic} {brokers}',
                 --broker-latency MS (through a proxy delaying each direction), --no-docs)
-  lint          cargo fmt --check and cargo clippy -D warnings";
+  lint          cargo fmt --check and cargo clippy -D warnings
+  reliability   the fault scenarios alone, one ledger line each (sent, delivered, lost,
+                duplicated, out of order per key)";
 
 fn main() {
     if let Err(e) = run() {
@@ -53,6 +56,7 @@ fn run() -> Result<()> {
         ["demo"] => demo::run(),
         ["bench", rest @ ..] => bench::run(rest),
         ["test"] => test(),
+        ["reliability"] => reliability(),
         ["lint"] => lint(),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!("{USAGE}");
@@ -69,6 +73,25 @@ fn lint() -> Result<()> {
     util::cargo(
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
         &[],
+    )
+}
+
+/// The reliability suite alone, its ledger lines shown.
+fn reliability() -> Result<()> {
+    let tools = setup::install()?;
+    let tansu = tools.tansu.to_string_lossy().into_owned();
+    util::step("cargo test --test reliability (one scenario at a time)");
+    util::cargo(
+        &[
+            "test",
+            "--test",
+            "reliability",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ],
+        &[("FERRY_TANSU", tansu.as_str())],
     )
 }
 
