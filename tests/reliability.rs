@@ -9,11 +9,14 @@
 //! cluster in the Kafka sink's own tests.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{ConfigDir, Record, Storage, TestKafka, read_topic, signal, stderr, wait_with_limit};
+use ferry_e2e::{
+    ConfigDir, Record, Storage, TestKafka, read_topic, signal, stderr, wait_until, wait_with_limit,
+};
 
 /// What one scenario did, from the records read back.
 #[derive(Debug)]
@@ -173,13 +176,29 @@ fn kill_9_twice_while_delivering_from_a_disk_buffer_loses_nothing_acknowledged()
         .ferry(&["--summary-interval", "0.5"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = first.stdin.take().unwrap();
     stdin.write_all(&input(events)).unwrap();
-    // Read and fsynced (every 100 ms) well within this; the buffer is 1 GiB.
-    std::thread::sleep(Duration::from_secs(3));
+    let log = Arc::new(Mutex::new(String::new()));
+    let log_writer = log.clone();
+    let stderr_pipe = first.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+            log_writer.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let all_buffered = wait_until(Duration::from_secs(60), || {
+        log.lock().unwrap().contains(&format!("received={events}"))
+    });
+    assert!(
+        all_buffered,
+        "ferry did not buffer every event: {}",
+        log.lock().unwrap()
+    );
+    // One sync interval (100 ms) makes the last write durable: all of it is acknowledged.
+    std::thread::sleep(Duration::from_millis(500));
     kafka.broker.as_mut().unwrap().restart().unwrap();
     // Deliveries start once the client reconnects; kill in the middle of them.
     std::thread::sleep(Duration::from_millis(1500));
