@@ -1,13 +1,13 @@
 //! The disk buffer end to end: the real binary, the real broker, `kill -9`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_e2e::{
-    ConfigDir, Storage, TestKafka, read_topic, signal, stderr, summary_counter, wait_until, wait_with_limit,
+    ConfigDir, Storage, TestKafka, capture_stderr, read_topic, signal, stderr, summary_counter, wait_for_log,
+    wait_with_limit,
 };
 
 const EVENTS: usize = 200_000;
@@ -28,28 +28,13 @@ fn two_hundred_thousand_events_survive_kill_9_while_the_broker_is_down() {
     );
 
     // Run 1: the broker is down; everything goes to the disk buffer; then kill -9.
-    let mut first = config
-        .ferry(&["--summary-interval", "0.5"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut first = config.spawn(&["--summary-interval", "0.5"]);
     let mut stdin = first.stdin.take().unwrap();
     let input: String = (0..EVENTS).map(|i| format!("disk event {i}\n")).collect();
     stdin.write_all(input.as_bytes()).unwrap();
     // stdin stays open: ferry is still running, not draining, when it is killed.
-    let log = Arc::new(Mutex::new(String::new()));
-    let log_writer = log.clone();
-    let stderr_pipe = first.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-            log_writer.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let all_buffered = wait_until(Duration::from_secs(60), || {
-        log.lock().unwrap().contains(&format!("received={EVENTS}"))
-    });
+    let log = capture_stderr(&mut first);
+    let all_buffered = wait_for_log(&log, &format!("received={EVENTS}"), Duration::from_secs(60));
     assert!(
         all_buffered,
         "ferry did not buffer every event: {}",

@@ -9,13 +9,13 @@
 //! cluster in the Kafka sink's own tests.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_e2e::{
-    ConfigDir, Record, Storage, TestKafka, read_topic, signal, stderr, wait_until, wait_with_limit,
+    ConfigDir, Record, Storage, TestKafka, capture_stderr, read_topic, signal, stderr, wait_for_log,
+    wait_with_limit,
 };
 
 /// What one scenario did, from the records read back.
@@ -118,13 +118,7 @@ fn broker_restarted_mid_stream(scenario: &str, buffer: &str) {
     let (mut kafka, _dir) = durable_kafka(topic);
     let brokers = kafka.bootstrap_servers().to_owned();
     let config = config(&brokers, topic, buffer);
-    let mut child = config
-        .ferry(&["--shutdown-timeout", "120"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = config.spawn(&["--shutdown-timeout", "120"]);
     let events = 60_000;
     let bytes = input(events);
     let mut stdin = child.stdin.take().unwrap();
@@ -172,26 +166,11 @@ fn kill_9_twice_while_delivering_from_a_disk_buffer_loses_nothing_acknowledged()
     let config = config(&brokers, topic, DISK);
     let events = 100_000;
 
-    let mut first = config
-        .ferry(&["--summary-interval", "0.5"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut first = config.spawn(&["--summary-interval", "0.5"]);
     let mut stdin = first.stdin.take().unwrap();
     stdin.write_all(&input(events)).unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let log_writer = log.clone();
-    let stderr_pipe = first.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-            log_writer.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let all_buffered = wait_until(Duration::from_secs(60), || {
-        log.lock().unwrap().contains(&format!("received={events}"))
-    });
+    let log = capture_stderr(&mut first);
+    let all_buffered = wait_for_log(&log, &format!("received={events}"), Duration::from_secs(60));
     assert!(
         all_buffered,
         "ferry did not buffer every event: {}",

@@ -87,6 +87,17 @@ impl ConfigDir {
         self.dir.path().join("ferry.toml")
     }
 
+    /// `ferry <args> --config FILE` started with standard input and error piped (output
+    /// discarded): the shape of every test that feeds ferry while something else happens.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.ferry(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ferry starts")
+    }
+
     /// `ferry <args> --config FILE`, ready to run.
     pub fn ferry(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(ferry_bin());
@@ -129,6 +140,29 @@ pub fn wait_with_limit(child: Child, limit: Duration) -> Output {
             panic!("ferry (pid {pid}) did not exit within {limit:?}");
         }
     }
+}
+
+/// Collects a running child's standard error as it comes, so a test can wait for a log line
+/// (a summary counter) while the process runs.
+pub fn capture_stderr(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::BufRead;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let writer = log.clone();
+    let pipe = child.stderr.take().expect("stderr is piped");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            if let Ok(mut log) = writer.lock() {
+                log.push_str(&line);
+                log.push('\n');
+            }
+        }
+    });
+    log
+}
+
+/// Waits (at most `limit`) until the captured log holds `needle`.
+pub fn wait_for_log(log: &std::sync::Mutex<String>, needle: &str, limit: Duration) -> bool {
+    wait_until(limit, || log.lock().map(|l| l.contains(needle)).unwrap_or(false))
 }
 
 /// Sends a signal (`TERM`, `INT`, `KILL`) to a process.
