@@ -36,6 +36,9 @@ pub(crate) struct DeliveryHandle {
     /// Set when the record is a dead letter on its way to the dead-letter topic: its report
     /// settles it `Rejected`, and if the topic refuses it, it goes to the dead-letter file.
     pub(crate) letter: Option<Box<LetterFacts>>,
+    /// The retry round it was sent in: its report takes it back (after handing back a
+    /// failure), so the topic's next round waits for this one (see `retry.rs`).
+    pub(crate) round: Option<Arc<AtomicUsize>>,
 }
 
 /// What a dead letter on its way to the dead-letter topic came from.
@@ -54,6 +57,7 @@ impl DeliveryHandle {
             attempts: 0,
             alone: false,
             letter: None,
+            round: None,
         }
     }
 }
@@ -62,7 +66,7 @@ const BOXED: usize = 1;
 
 impl IntoOpaque for DeliveryHandle {
     fn into_ptr(self) -> *mut c_void {
-        if self.attempts == 0 && !self.alone && self.letter.is_none() {
+        if self.attempts == 0 && !self.alone && self.letter.is_none() && self.round.is_none() {
             return self.finalizer.into_raw().cast_mut().cast();
         }
         let boxed = Box::into_raw(Box::new(self));
@@ -280,6 +284,9 @@ impl ProducerContext for FerryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, mut handle: Self::DeliveryOpaque) {
         let shared = &self.shared;
+        // Released only after a failure was handed back: the sink must see it before it
+        // starts the topic's next round.
+        let round = handle.round.take();
         match result {
             Ok(_) if handle.letter.is_none() => {
                 handle.finalizer.settle(DeliveryStatus::Delivered);
@@ -310,6 +317,10 @@ impl ProducerContext for FerryContext {
                 });
             }
         }
+        // The round's last report wakes the sink to start the topic's next one.
+        if round.is_some_and(|round| round.fetch_sub(1, Ordering::AcqRel) == 1) {
+            shared.attention.notify_one();
+        }
         shared.reported();
     }
 }
@@ -335,6 +346,7 @@ mod tests {
             attempts: 3,
             alone: true,
             letter: None,
+            round: None,
         };
         let ptr = retried.into_ptr();
         assert_eq!(ptr.addr() & BOXED, BOXED);

@@ -1,13 +1,19 @@
 //! Records waiting to be sent again, one queue per topic, bounded in events and bytes.
 //!
 //! Each topic waits on its own back-off, so a topic that keeps failing never holds up the
-//! others. Within a topic the queue keeps order: while a topic has records waiting here, the
-//! sink puts that topic's new records behind them instead of sending them ahead.
+//! others. Within a topic the queue keeps order:
+//! - while a topic has records here, or records of its last round are still unconfirmed, the
+//!   sink puts that topic's new records behind them (`waiting`) instead of sending them;
+//! - a record whose delivery report failed was sent before every record in `waiting` (nothing
+//!   new goes out directly meanwhile), so it joins `failed`, which is sent first;
+//! - a topic sends its next round only once every record of the last one was reported.
 //!
 //! The queue is owned by the sink task (no lock): librdkafka's threads hand failures over
 //! through [`crate::context::SinkShared`].
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::context::OwnedRecord;
@@ -25,7 +31,14 @@ const MISSING_TOPIC_MEMORY: Duration = Duration::from_secs(600);
 /// What is known about a topic whose records failed.
 #[derive(Debug)]
 struct TopicRetries {
-    records: VecDeque<OwnedRecord>,
+    /// Records whose delivery failed, in the order they were sent: sent again first.
+    failed: VecDeque<OwnedRecord>,
+    /// Records that were never sent (they came while the topic was failing), in input order.
+    waiting: VecDeque<OwnedRecord>,
+    /// Records of the last round handed to librdkafka and not yet reported.
+    in_flight: Arc<AtomicUsize>,
+    /// A round was started and not yet seen finished (see `RetryQueue::open_rounds`).
+    round_open: bool,
     /// Not sent again before this.
     not_before: Instant,
     backoff: Duration,
@@ -48,9 +61,20 @@ impl std::fmt::Debug for OwnedRecord {
 }
 
 impl TopicRetries {
+    fn has_records(&self) -> bool {
+        !self.failed.is_empty() || !self.waiting.is_empty()
+    }
+
+    fn round_in_flight(&self) -> bool {
+        self.round_open && self.in_flight.load(Ordering::Acquire) > 0
+    }
+
     fn new(now: Instant) -> Self {
         Self {
-            records: VecDeque::new(),
+            failed: VecDeque::new(),
+            waiting: VecDeque::new(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            round_open: false,
             not_before: now,
             backoff: FIRST_BACKOFF,
             missing_since: None,
@@ -66,6 +90,9 @@ pub(crate) struct RetryQueue {
     topics: HashMap<String, TopicRetries>,
     events: usize,
     bytes: usize,
+    /// Topics with a round started and not yet seen finished: while there are none and no
+    /// records wait, `holds` answers without a lookup (the fast path's case).
+    open_rounds: usize,
     max_events: usize,
     max_bytes: usize,
 }
@@ -87,6 +114,7 @@ impl RetryQueue {
             topics: HashMap::new(),
             events: 0,
             bytes: 0,
+            open_rounds: 0,
             max_events,
             max_bytes,
         }
@@ -101,30 +129,83 @@ impl RetryQueue {
         self.events == 0
     }
 
+    /// Whether nothing waits and no round is open: nothing to look after.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.events == 0 && self.open_rounds == 0
+    }
+
     /// Whether the bound is reached: the sink then reads no new input.
     pub(crate) fn is_full(&self) -> bool {
         self.events >= self.max_events || self.bytes >= self.max_bytes
     }
 
-    /// Whether `topic` has records waiting (new ones must queue behind them).
+    /// Whether `topic`'s new records must queue behind others: it has records here, or its
+    /// last round is not fully reported yet.
     pub(crate) fn holds(&self, topic: &str) -> bool {
-        self.events > 0 && self.topics.get(topic).is_some_and(|t| !t.records.is_empty())
+        !self.is_idle()
+            && self
+                .topics
+                .get(topic)
+                .is_some_and(|t| t.has_records() || t.round_in_flight())
     }
 
-    /// Queues `record` at the back of its topic, to be sent after the topic's back-off.
+    /// Queues a record whose delivery failed (it goes before the topic's never-sent ones), to
+    /// be sent after the topic's back-off.
     pub(crate) fn push(&mut self, record: OwnedRecord, now: Instant) {
+        self.push_to(record, now, true);
+    }
+
+    /// Queues a record that was never sent, behind everything of its topic.
+    pub(crate) fn push_waiting(&mut self, record: OwnedRecord, now: Instant) {
+        self.push_to(record, now, false);
+    }
+
+    fn push_to(&mut self, record: OwnedRecord, now: Instant, failed: bool) {
         self.events += 1;
         self.bytes += record.bytes();
         let topic = self
             .topics
             .entry(record.topic.clone())
             .or_insert_with(|| TopicRetries::new(now));
-        if topic.records.is_empty() && topic.missing_since.is_none() {
-            // A topic that had nothing waiting starts its back-off now.
-            topic.not_before = now + topic.backoff;
+        if !topic.has_records() && topic.missing_since.is_none() {
+            // A topic that had nothing waiting starts its back-off now if a delivery failed;
+            // records that only queue behind others may go as soon as their turn comes.
+            topic.not_before = if failed { now + topic.backoff } else { now };
         }
         topic.touched = now;
-        topic.records.push_back(record);
+        if failed {
+            topic.failed.push_back(record);
+        } else {
+            topic.waiting.push_back(record);
+        }
+    }
+
+    /// The counter of `topic`'s current round, opening it: each record sent in it counts one
+    /// and carries a clone, and its delivery report (after handing back a failure) takes it
+    /// back. The topic's next round waits until it is zero.
+    pub(crate) fn round(&mut self, topic: &str, now: Instant) -> Arc<AtomicUsize> {
+        let entry = self
+            .topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| TopicRetries::new(now));
+        if !entry.round_open {
+            entry.round_open = true;
+            self.open_rounds += 1;
+        }
+        entry.in_flight.clone()
+    }
+
+    /// Closes the rounds whose records have all been reported.
+    fn close_finished_rounds(&mut self) {
+        if self.open_rounds == 0 {
+            return;
+        }
+        for entry in self.topics.values_mut() {
+            if entry.round_open && entry.in_flight.load(Ordering::Acquire) == 0 {
+                entry.round_open = false;
+                self.open_rounds -= 1;
+            }
+        }
     }
 
     /// Marks `topic` missing (from now, unless it already was); returns since when.
@@ -171,23 +252,25 @@ impl RetryQueue {
     pub(crate) fn next_due(&self) -> Option<Instant> {
         self.topics
             .values()
-            .filter(|t| !t.records.is_empty())
+            .filter(|t| t.has_records() && !t.round_in_flight())
             .map(|t| t.not_before)
             .min()
     }
 
-    /// The topics whose records may be sent now.
-    pub(crate) fn due_topics(&self, now: Instant) -> Vec<String> {
+    /// The topics whose records may be sent now (closing the rounds that finished).
+    pub(crate) fn due_topics(&mut self, now: Instant) -> Vec<String> {
+        self.close_finished_rounds();
         self.topics
             .iter()
-            .filter(|(_, t)| !t.records.is_empty() && t.not_before <= now)
+            .filter(|(_, t)| t.has_records() && !t.round_in_flight() && t.not_before <= now)
             .map(|(name, _)| name.clone())
             .collect()
     }
 
     /// Takes the first waiting record of `topic`.
     pub(crate) fn pop(&mut self, topic: &str) -> Option<OwnedRecord> {
-        let record = self.topics.get_mut(topic)?.records.pop_front()?;
+        let entry = self.topics.get_mut(topic)?;
+        let record = entry.failed.pop_front().or_else(|| entry.waiting.pop_front())?;
         self.events -= 1;
         self.bytes = self.bytes.saturating_sub(record.bytes());
         Some(record)
@@ -201,7 +284,7 @@ impl RetryQueue {
             .topics
             .entry(record.topic.clone())
             .or_insert_with(|| TopicRetries::new(now));
-        topic.records.push_front(record);
+        topic.failed.push_front(record);
     }
 
     /// Takes every record of `topic` (for dead letters), oldest first.
@@ -209,7 +292,8 @@ impl RetryQueue {
         let Some(entry) = self.topics.get_mut(topic) else {
             return Vec::new();
         };
-        let records: Vec<OwnedRecord> = entry.records.drain(..).collect();
+        let mut records: Vec<OwnedRecord> = entry.failed.drain(..).collect();
+        records.extend(entry.waiting.drain(..));
         self.events -= records.len();
         self.bytes = self
             .bytes
@@ -268,7 +352,7 @@ impl RetryQueue {
         self.topics
             .iter()
             .filter(|(_, t)| {
-                !t.records.is_empty()
+                t.has_records()
                     && t.missing_since
                         .is_some_and(|since| now.duration_since(since) >= grace)
             })
@@ -279,8 +363,9 @@ impl RetryQueue {
     /// Forgets topics that have had nothing waiting and no news for a while, so per-topic
     /// state does not grow with every topic ever seen.
     pub(crate) fn forget_idle(&mut self, now: Instant) {
-        self.topics
-            .retain(|_, t| !t.records.is_empty() || now.duration_since(t.touched) < MISSING_TOPIC_MEMORY);
+        self.topics.retain(|_, t| {
+            t.has_records() || t.round_open || now.duration_since(t.touched) < MISSING_TOPIC_MEMORY
+        });
     }
 }
 
@@ -321,6 +406,36 @@ mod tests {
         assert_eq!(q.due_topics(later), ["b"], "a failing topic waits, others go");
         assert_eq!(q.pop("a").unwrap().payload, b"1", "order kept through unpop");
         assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn failed_records_go_before_never_sent_ones_and_rounds_go_one_at_a_time() {
+        let now = Instant::now();
+        let mut q = RetryQueue::new(100, 1 << 20);
+        q.push_waiting(record("a", "new"), now);
+        q.push(record("a", "failed"), now);
+        assert!(q.holds("a"));
+        let due = now + FIRST_BACKOFF;
+        assert_eq!(q.due_topics(due), ["a"]);
+        let round = q.round("a", due);
+        round.fetch_add(1, Ordering::AcqRel);
+        assert_eq!(
+            q.pop("a").unwrap().payload,
+            b"failed",
+            "sent before it, so sent again first"
+        );
+        assert_eq!(q.pop("a").unwrap().payload, b"new");
+        assert!(q.is_empty() && !q.is_idle());
+        assert!(q.holds("a"), "new records wait while the round is unconfirmed");
+        q.push(record("a", "failed again"), due);
+        assert!(
+            q.due_topics(due + MAX_BACKOFF).is_empty(),
+            "no second round before the first is reported"
+        );
+        round.fetch_sub(1, Ordering::AcqRel);
+        assert_eq!(q.due_topics(due + MAX_BACKOFF), ["a"]);
+        q.pop("a");
+        assert!(q.is_idle() && !q.holds("a"));
     }
 
     #[test]

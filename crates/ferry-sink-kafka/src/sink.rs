@@ -172,9 +172,7 @@ impl RunningSink {
     /// their grace, and the records due to be sent again.
     async fn look_after(&mut self) {
         if self.sink.shared.has_failures() {
-            for failure in self.sink.shared.take_failures() {
-                self.route_failure(failure.record, &failure.error, false).await;
-            }
+            self.route_pending_failures().await;
         }
         // The error event of a fatal error carries the underlying code, not `Fatal`: ask the
         // client itself (an atomic read while it is healthy).
@@ -191,7 +189,7 @@ impl RunningSink {
         }
         self.check_stall();
         self.check_missing_topics().await;
-        if !self.retries.is_empty() {
+        if !self.retries.is_idle() {
             self.resend_due().await;
         }
     }
@@ -204,6 +202,11 @@ impl RunningSink {
         };
         let mut events = batch.into_iter();
         while let Some(mut event) = events.next() {
+            // Failures reported meanwhile are queued first, so that their topics' new records
+            // go behind them (an atomic load per record while all is well).
+            if self.sink.shared.has_failures() {
+                self.route_pending_failures().await;
+            }
             // Counted before `send`: the delivery report may arrive before `send` returns.
             // A record stays counted until it is delivered or written as a dead letter.
             SinkMetrics::add(&self.sink.metrics.in_flight, 1);
@@ -222,7 +225,7 @@ impl RunningSink {
             // newer records of a topic do not overtake the ones being sent again.
             if self.retries.holds(&parts.topic) {
                 let record = owned(&parts, headers, handle);
-                self.retries.push(record, Instant::now());
+                self.retries.push_waiting(record, Instant::now());
                 continue;
             }
             match send_waiting_for_room(
@@ -244,6 +247,13 @@ impl RunningSink {
                     let record = owned(&parts, headers, finalizer);
                     self.route_failure(record, &error, true).await;
                 }
+                Sent::FailuresFirst(NotQueued {
+                    finalizer, headers, ..
+                }) => {
+                    // Records failed while this one waited for room: it goes behind them.
+                    let record = owned(&parts, headers, finalizer);
+                    self.retries.push_waiting(record, Instant::now());
+                }
                 Sent::GaveUp(NotQueued {
                     finalizer, headers, ..
                 }) => {
@@ -251,11 +261,18 @@ impl RunningSink {
                     // this record and the rest of the batch wait in the retry queue while the
                     // loop sees to the deadline or rebuilds the producer.
                     let record = owned(&parts, headers, finalizer);
-                    self.retries.push(record, Instant::now());
+                    self.retries.push_waiting(record, Instant::now());
                     self.park(events, buf).await;
                     return;
                 }
             }
+        }
+    }
+
+    /// Gives every failure reported so far its treatment, in report order.
+    async fn route_pending_failures(&mut self) {
+        for failure in self.sink.shared.take_failures() {
+            self.route_failure(failure.record, &failure.error, false).await;
         }
     }
 
@@ -268,7 +285,7 @@ impl RunningSink {
                 Ok(mut parts) => {
                     let headers = parts.headers.take();
                     let record = owned(&parts, headers, handle);
-                    self.retries.push(record, Instant::now());
+                    self.retries.push_waiting(record, Instant::now());
                 }
                 Err(e) => {
                     let record = self.unbuilt(&event, handle);
@@ -337,13 +354,13 @@ impl RunningSink {
                 if let Some(suppressed) = self.retry_warnings.check() {
                     tracing::warn!(sink = %self.sink.id, topic = %record.topic, suppressed, "delivery failed, will send again: {error}");
                 }
-                self.retry(record, now);
+                self.retry(record, now, at_enqueue);
             }
             FailureClass::Unrecognised if record.handle.attempts < UNRECOGNISED_ATTEMPTS => {
                 if let Some(suppressed) = self.retry_warnings.check() {
                     tracing::warn!(sink = %self.sink.id, topic = %record.topic, suppressed, attempts = record.handle.attempts, "delivery failed with an unexpected error, will send again a few times: {error}");
                 }
-                self.retry(record, now);
+                self.retry(record, now, at_enqueue);
             }
             FailureClass::Unrecognised => {
                 let cause = format!("{error} (after {} attempts)", record.handle.attempts);
@@ -355,7 +372,7 @@ impl RunningSink {
                     // The cluster shows the topic: a passing hiccup (a topic being created or
                     // moved), not a missing topic.
                     self.sink.topics.metadata().refresh_soon(&record.topic);
-                    self.retry(record, now);
+                    self.retry(record, now, at_enqueue);
                     return;
                 }
                 let since = self.retries.mark_missing(&record.topic, now);
@@ -369,7 +386,7 @@ impl RunningSink {
                 if self.retries.warn_missing_due(&record.topic, now) {
                     tracing::warn!(sink = %self.sink.id, topic = %record.topic, grace_s = self.sink.resilience.unknown_topic_grace.as_secs_f64(), "topic does not exist; its records wait (other topics flow on) and become dead letters if it is still missing after the grace (ferry never creates topics)");
                 }
-                self.retry(record, now);
+                self.retry(record, now, at_enqueue);
             }
             FailureClass::Permanent(reason) => {
                 self.dead_letter(record, reason, &error.to_string()).await;
@@ -378,7 +395,7 @@ impl RunningSink {
                 // The broker refused a batch; the record may be fine alone.
                 record.handle.alone = true;
                 tracing::debug!(sink = %self.sink.id, topic = %record.topic, "the broker refused a batch as too large; its records are sent again one by one");
-                self.retry(record, now);
+                self.retry(record, now, at_enqueue);
             }
             FailureClass::BatchTooLarge => {
                 let cause = format!("{error} (refused even in a batch of its own)");
@@ -387,9 +404,15 @@ impl RunningSink {
         }
     }
 
-    fn retry(&mut self, record: OwnedRecord, now: Instant) {
+    /// Queues a record to be sent again. One refused at enqueue was never sent, so it goes
+    /// behind the topic's records whose deliveries failed (those were sent before it).
+    fn retry(&mut self, record: OwnedRecord, now: Instant, at_enqueue: bool) {
         SinkMetrics::add(&self.sink.metrics.retried, 1);
-        self.retries.push(record, now);
+        if at_enqueue {
+            self.retries.push_waiting(record, now);
+        } else {
+            self.retries.push(record, now);
+        }
     }
 
     fn missing_cause(&self, since: Instant, now: Instant) -> String {
@@ -474,7 +497,22 @@ impl RunningSink {
     }
 
     /// Hands an owned record to librdkafka; gives it back with the error if refused.
-    fn send_owned(&mut self, record: OwnedRecord) -> Result<(), Box<(OwnedRecord, KafkaError)>> {
+    fn send_owned(&mut self, mut record: OwnedRecord) -> Result<(), Box<(OwnedRecord, KafkaError)>> {
+        // Counted in its topic's round before it can be reported; taken back if refused.
+        let round = self.retries.round(&record.topic, Instant::now());
+        round.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        record.handle.round = Some(round.clone());
+        let sent = self.send_to_librdkafka(record);
+        if let Err(refused) = sent {
+            let (mut record, error) = *refused;
+            record.handle.round = None;
+            round.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            return Err(Box::new((record, error)));
+        }
+        Ok(())
+    }
+
+    fn send_to_librdkafka(&mut self, record: OwnedRecord) -> Result<(), Box<(OwnedRecord, KafkaError)>> {
         if record.handle.alone {
             return self.send_alone(record);
         }
@@ -768,6 +806,8 @@ enum Sent {
     Queued,
     /// librdkafka refused it for a reason other than a full queue.
     Refused(NotQueued),
+    /// Deliveries failed while it waited for room: they must be queued before it.
+    FailuresFirst(NotQueued),
     /// The queue stayed full past the deadline, or with no delivery report for the stall
     /// timeout: the caller sees to that first.
     GaveUp(NotQueued),
@@ -802,6 +842,9 @@ async fn send_waiting_for_room(
         }
         if room.deadline.is_cancelled() || reports.1.elapsed() >= room.stall_timeout {
             return Sent::GaveUp(refused);
+        }
+        if shared.has_failures() {
+            return Sent::FailuresFirst(refused);
         }
         headers = refused.headers;
         handle = refused.finalizer;
