@@ -282,3 +282,19 @@ fn an_invalid_address_is_a_configuration_error_naming_api_address() {
     );
     assert!(output.stdout.is_empty(), "no input was read");
 }
+
+#[test]
+fn validate_checks_the_address_without_binding_it() {
+    // A running ferry holds its port: validating its configuration must still pass.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let config = ConfigDir::new(&format!(
+        "[api]\naddress = \"{address}\"\n\n[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n"
+    ));
+    let output = run_with_input(
+        config.ferry(&["validate", "--no-healthchecks"]),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+}

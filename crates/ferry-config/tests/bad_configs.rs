@@ -322,3 +322,20 @@ fn api_is_off_without_its_table_and_defaults_its_address() {
         Some("[::1]:9000")
     );
 }
+
+#[test]
+fn api_may_be_set_in_one_file_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, format!("[api]\n{GOOD_SOURCE}")).unwrap();
+    std::fs::write(&b, format!("[api]\naddress = \"127.0.0.1:9000\"\n{GOOD_SINK}")).unwrap();
+    let errors = ferry_config::load_files(&[a, b]).unwrap_err();
+    let error = &errors.errors()[0];
+    assert_eq!(error.key.as_deref(), Some("api"));
+    let text = error.to_string();
+    assert!(
+        text.contains("b.toml") && text.contains("already set in") && text.contains("a.toml"),
+        "{text}"
+    );
+}
