@@ -1,7 +1,8 @@
 //! Support for the end-to-end tests in `tests/`: the `ferry` binary, a broker, and a way to
 //! run ferry with a configuration and collect what it did.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -208,4 +209,30 @@ pub fn summary_counter(stderr: &str, sink: &str, counter: &str) -> Option<u64> {
         .find(|l| l.contains("final summary") && l.contains(&format!("sink={sink}")))?;
     let start = line.find(&format!(" {counter}="))? + counter.len() + 2;
     line[start..].split_whitespace().next()?.parse().ok()
+}
+
+/// `GET path` from ferry's HTTP endpoint at `address` (`127.0.0.1:PORT`): the status and the
+/// body, or `None` while nothing answers there.
+pub fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// The value of one sample in a `/metrics` scrape, e.g.
+/// `metric(&text, "ferry_delivered_events_total{sink=\"kafka\"}")`.
+pub fn metric(scrape: &str, sample: &str) -> Option<u64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -9,6 +9,9 @@
 //! ```toml
 //! data_dir = "/var/lib/ferry"      # optional, see `resolve_data_dir`
 //!
+//! [api]                            # optional: serve /metrics and /health
+//! address = "127.0.0.1:8686"
+//!
 //! [sources.app]
 //! type = "stdin"
 //!
@@ -27,12 +30,14 @@
 //! (serde with `deny_unknown_fields`), and each component's own `validate`. Values of secret
 //! keys (`password`, `key_pass`, anything with "secret") never appear in messages.
 
+mod api;
 mod data_dir;
 mod error;
 mod interpolate;
 mod load;
 mod locate;
 
+pub use api::{ApiConfig, DEFAULT_API_ADDRESS};
 pub use data_dir::{DataDirError, resolve_data_dir};
 pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::{InterpolationError, interpolate};

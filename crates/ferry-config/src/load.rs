@@ -5,6 +5,7 @@ use ferry_core::component::registered_components;
 use ferry_core::{ComponentKind, ConfigIssue, SinkConfig, SourceConfig};
 use serde::de::DeserializeOwned;
 
+use crate::api::ApiConfig;
 use crate::error::{ConfigError, ConfigErrors, is_secret_key, redact};
 use crate::interpolate::interpolate;
 use crate::locate::{SpannedFile, split_key_path};
@@ -25,13 +26,15 @@ pub struct Component<T: ?Sized> {
 pub struct Config {
     /// The top-level `data_dir`, if set (see [`crate::resolve_data_dir`]).
     pub data_dir: Option<PathBuf>,
+    /// The top-level `[api]` table, if present: then the HTTP endpoint runs.
+    pub api: Option<ApiConfig>,
     /// The sources, in file order.
     pub sources: Vec<Component<dyn SourceConfig>>,
     /// The sinks, in file order.
     pub sinks: Vec<Component<dyn SinkConfig>>,
 }
 
-const TOP_LEVEL_KEYS: &str = "`data_dir`, `sources`, `sinks`";
+const TOP_LEVEL_KEYS: &str = "`data_dir`, `api`, `sources`, `sinks`";
 
 /// Loads and validates the given files as one configuration, reading environment variables
 /// from the process environment.
@@ -73,6 +76,8 @@ struct Loader {
     defined: HashMap<String, (PathBuf, ComponentKind)>,
     /// Each file's spans, for positions in the checks that span files.
     spans: HashMap<PathBuf, SpannedFile>,
+    /// The file that set `[api]`, to report a second one.
+    api_file: Option<PathBuf>,
     /// Every defined source ID, parsed or not (a broken source is not also an unknown input).
     source_ids: Vec<String>,
     /// Every sink's `inputs` as written, parsed or not, so input problems are reported in the
@@ -89,6 +94,7 @@ fn load_texts(
         errors: Vec::new(),
         defined: HashMap::new(),
         spans: HashMap::new(),
+        api_file: None,
         source_ids: Vec::new(),
         sink_inputs: Vec::new(),
     };
@@ -169,6 +175,7 @@ impl Loader {
                         format!("expected a directory path string, found {}", other.type_str()),
                     ),
                 },
+                "api" => self.load_api(file, spans, value),
                 "sources" => self.load_components(file, spans, ComponentKind::Source, value),
                 "sinks" => self.load_components(file, spans, ComponentKind::Sink, value),
                 _ => self.error(
@@ -178,6 +185,45 @@ impl Loader {
                     Some(key.clone()),
                     format!("unknown top-level key; expected one of {TOP_LEVEL_KEYS}"),
                 ),
+            }
+        }
+    }
+
+    fn load_api(&mut self, file: &Path, spans: &SpannedFile, value: toml::Value) {
+        if let Some(first) = &self.api_file {
+            let message = format!(
+                "`[api]` is already set in {}; it may be set in one file only",
+                first.display()
+            );
+            self.error(file, spans.position(&["api"]), None, Some("api".into()), message);
+            return;
+        }
+        self.api_file = Some(file.to_owned());
+        if !value.is_table() {
+            let message = format!(
+                "expected a table (`[api]` with `address = \"{}\"`), found {}",
+                crate::api::DEFAULT_API_ADDRESS,
+                value.type_str()
+            );
+            self.error(file, spans.position(&["api"]), None, Some("api".into()), message);
+            return;
+        }
+        match serde_path_to_error::deserialize::<_, ApiConfig>(value) {
+            Ok(api) => self.config.api = Some(api),
+            Err(e) => {
+                let path = e.path().to_string();
+                let message = e.inner().to_string();
+                let (key, message) = describe_serde_error(&path, message.trim_end());
+                let mut lookup = vec!["api".to_owned()];
+                if let Some(key) = &key {
+                    lookup.extend(split_key_path(key));
+                }
+                let lookup: Vec<&str> = lookup.iter().map(String::as_str).collect();
+                let key = match key {
+                    Some(key) => format!("api.{key}"),
+                    None => "api".to_owned(),
+                };
+                self.error(file, spans.position(&lookup), None, Some(key), message);
             }
         }
     }

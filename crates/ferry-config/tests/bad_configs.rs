@@ -180,6 +180,25 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "no sinks",
     ),
     (
+        "api address without a port",
+        "[api]\naddress = \"127.0.0.1\"\n[sources.in]\ntype = \"stdin\"\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+        "api.address",
+        "IP address and a port",
+    ),
+    (
+        "api address a host name",
+        "[api]\naddress = \"localhost:8686\"\n",
+        "api.address",
+        "found `localhost:8686`",
+    ),
+    (
+        "unknown key in api",
+        "[api]\nadress = \"127.0.0.1:8686\"\n",
+        "api.adress",
+        "unknown key",
+    ),
+    ("api not a table", "api = true\n", "api", "expected a table"),
+    (
         "bad demo rate",
         "[sources.in]\ntype = \"demo\"\nrate = -1.0\n",
         "rate",
@@ -278,6 +297,45 @@ fn several_files_form_one_config_and_ids_must_be_unique() {
     let text = errors.to_string();
     assert!(
         text.contains("b.toml") && text.contains("already used") && text.contains("a.toml"),
+        "{text}"
+    );
+}
+
+#[test]
+fn api_is_off_without_its_table_and_defaults_its_address() {
+    let text = format!("{GOOD_SOURCE}{GOOD_SINK}");
+    let config = load_str(Path::new("ok.toml"), &text, &env).expect("valid");
+    assert_eq!(config.api, None);
+    let config = load_str(Path::new("ok.toml"), &format!("[api]\n{text}"), &env).expect("valid");
+    assert_eq!(
+        config.api.map(|a| a.address.to_string()).as_deref(),
+        Some(ferry_config::DEFAULT_API_ADDRESS)
+    );
+    let config = load_str(
+        Path::new("ok.toml"),
+        &format!("[api]\naddress = \"[::1]:9000\"\n{text}"),
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(
+        config.api.map(|a| a.address.to_string()).as_deref(),
+        Some("[::1]:9000")
+    );
+}
+
+#[test]
+fn api_may_be_set_in_one_file_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, format!("[api]\n{GOOD_SOURCE}")).unwrap();
+    std::fs::write(&b, format!("[api]\naddress = \"127.0.0.1:9000\"\n{GOOD_SINK}")).unwrap();
+    let errors = ferry_config::load_files(&[a, b]).unwrap_err();
+    let error = &errors.errors()[0];
+    assert_eq!(error.key.as_deref(), Some("api"));
+    let text = error.to_string();
+    assert!(
+        text.contains("b.toml") && text.contains("already set in") && text.contains("a.toml"),
         "{text}"
     );
 }

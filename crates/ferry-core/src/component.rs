@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::BoxError;
 use crate::buffer_config::BufferConfig;
 use crate::event::LogEvent;
+use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
 
 /// Whether a component produces or consumes events.
@@ -180,6 +181,8 @@ pub struct SinkContext {
     pub id: String,
     /// Its counters.
     pub metrics: Arc<SinkMetrics>,
+    /// Its health, which the sink keeps up to date (`/health` reads it).
+    pub health: Arc<SinkHealth>,
     /// The global data directory (for state such as disk buffers and dead letters).
     pub data_dir: PathBuf,
     /// Cancelled when the shutdown deadline has passed: the sink stops waiting for its

@@ -32,6 +32,8 @@ pub mod component;
 mod event;
 mod fields;
 pub mod finalization;
+pub mod health;
+pub use health::SinkHealth;
 mod json_object;
 mod json_scan;
 pub mod metrics;

@@ -372,6 +372,7 @@ impl KafkaSinkConfig {
                 Encoder::new(&self.encoding),
             ),
             metrics: cx.metrics,
+            health: cx.health,
             resilience: crate::sink::Resilience {
                 unknown_topic_grace: Duration::from_millis(self.unknown_topic_grace_ms),
                 retry_max_events: self.retry_queue_max_events,

@@ -206,6 +206,11 @@ impl SinkShared {
         lock(&self.last_error).take()
     }
 
+    /// The last error librdkafka reported, left in place.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        lock(&self.last_error).clone()
+    }
+
     pub(crate) fn clear_last_error(&self) {
         lock(&self.last_error).take();
     }

@@ -1,10 +1,13 @@
-//! The start-up check: can we get metadata from the brokers, and does the topic exist?
+//! The sink's health: the start-up check (can we get metadata from the brokers, and does the
+//! topic exist?) and, while it runs, whether events wait with no delivery confirmed.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use ferry_core::{BoxError, Healthcheck};
+use ferry_core::{BoxError, Healthcheck, SinkHealth, SinkMetrics};
 use rdkafka::producer::Producer as _;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::client::Producer;
 use crate::config::KafkaSinkConfig;
@@ -94,5 +97,123 @@ fn check(
             brokers: brokers.to_owned(),
             cause: "not in the metadata".into(),
         }),
+    }
+}
+
+/// How long events may wait with no delivery confirmed before the sink reports unhealthy.
+pub(crate) const UNHEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// How often the sink's health is looked at.
+const HEALTH_TICK: Duration = Duration::from_secs(1);
+
+/// The sink's health, judged from its counters once a second (see docs/observability.md):
+/// unhealthy once events have waited [`UNHEALTHY_AFTER`] with no delivery confirmed; healthy
+/// again at the next confirmed delivery, or once nothing waits.
+#[derive(Debug)]
+pub(crate) struct HealthJudge {
+    /// The delivered count when it last moved (or nothing waited), and when.
+    progress: (u64, Instant),
+}
+
+/// What the judge concluded.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Healthy,
+    /// Events have waited this long, with no delivery confirmed.
+    Stalled {
+        quiet: Duration,
+        waiting: u64,
+    },
+    /// Not long enough to tell.
+    Unchanged,
+}
+
+impl HealthJudge {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self { progress: (0, now) }
+    }
+
+    /// Judges from the `delivered` counter and the events `waiting` (taken by the sink and
+    /// not yet confirmed) at `now`.
+    pub(crate) fn judge(&mut self, delivered: u64, waiting: u64, now: Instant) -> Verdict {
+        if waiting == 0 || delivered != self.progress.0 {
+            self.progress = (delivered, now);
+            return Verdict::Healthy;
+        }
+        let quiet = now.saturating_duration_since(self.progress.1);
+        if quiet >= UNHEALTHY_AFTER {
+            Verdict::Stalled { quiet, waiting }
+        } else {
+            Verdict::Unchanged
+        }
+    }
+}
+
+/// Keeps `health` up to date from the sink's counters, once a second, until the returned
+/// guard is dropped. A task of its own rather than the sink loop's tick, because that loop may
+/// wait a long time for room in librdkafka's queue while the broker is away, which is when
+/// health matters.
+pub(crate) fn watch(
+    shared: Arc<SinkShared>,
+    metrics: Arc<SinkMetrics>,
+    health: Arc<SinkHealth>,
+) -> DropGuard {
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let mut judge = HealthJudge::new(Instant::now());
+        let mut ticker = tokio::time::interval(HEALTH_TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stopped.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let delivered = metrics.delivered.load(Ordering::Relaxed);
+            let waiting = metrics.in_flight.load(Ordering::Relaxed);
+            match judge.judge(delivered, waiting, Instant::now()) {
+                Verdict::Healthy => health.set_healthy(),
+                Verdict::Unchanged => {}
+                Verdict::Stalled { quiet, waiting } => {
+                    let cause = shared
+                        .last_error()
+                        .map(|e| format!("; librdkafka's last error: {e}"))
+                        .unwrap_or_default();
+                    health.set_unhealthy(format!(
+                        "no delivery confirmed for {:.0} s while {waiting} events wait{cause}",
+                        quiet.as_secs_f64()
+                    ));
+                }
+            }
+        }
+    });
+    stop.drop_guard()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unhealthy_only_after_events_waited_without_a_delivery_and_healthy_at_the_next() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut judge = HealthJudge::new(start);
+        // Nothing waits: healthy however long nothing is delivered.
+        assert_eq!(judge.judge(0, 0, at(100)), Verdict::Healthy);
+        // Events wait; deliveries keep coming: healthy.
+        assert_eq!(judge.judge(5, 10, at(101)), Verdict::Healthy);
+        assert_eq!(judge.judge(5, 10, at(105)), Verdict::Unchanged);
+        assert_eq!(
+            judge.judge(5, 12, at(111)),
+            Verdict::Stalled {
+                quiet: Duration::from_secs(10),
+                waiting: 12
+            }
+        );
+        // One confirmed delivery: healthy again.
+        assert_eq!(judge.judge(6, 12, at(112)), Verdict::Healthy);
+        assert_eq!(judge.judge(6, 12, at(121)), Verdict::Unchanged);
+        // The backlog drained without a delivery (dead letters): healthy.
+        assert_eq!(judge.judge(6, 0, at(130)), Verdict::Healthy);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ferry_core::rate_limit::WarnLimiter;
-use ferry_core::{BoxError, EventStream, LogEvent, SinkMetrics, SinkRunner};
+use ferry_core::{BoxError, EventStream, LogEvent, SinkHealth, SinkMetrics, SinkRunner};
 use ferry_dead_letter::{DeadLetterConfig, DeadLetterQueue, DeadLetterReason};
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, StreamExt as _};
@@ -65,6 +65,7 @@ pub(crate) struct KafkaSink {
     pub(crate) shared: Arc<SinkShared>,
     pub(crate) records: RecordBuilder,
     pub(crate) metrics: Arc<SinkMetrics>,
+    pub(crate) health: Arc<SinkHealth>,
     pub(crate) resilience: Resilience,
     pub(crate) data_dir: std::path::PathBuf,
     pub(crate) deadline: CancellationToken,
@@ -79,6 +80,10 @@ impl SinkRunner for KafkaSink {
                 .map_err(|e| Box::new(e) as BoxError)?;
             let dead_letters = DeadLetters::new(queue, self.id.clone(), self.metrics.clone());
             let retries = RetryQueue::new(self.resilience.retry_max_events, self.resilience.retry_max_bytes);
+            // A task of its own, since the sink's loop can wait a long time on a full queue;
+            // it ends when this guard is dropped, however the run ends.
+            let _health =
+                crate::health::watch(self.shared.clone(), self.metrics.clone(), self.health.clone());
             let running = RunningSink {
                 sink: *self,
                 retries,

@@ -57,6 +57,7 @@ fn start(bootstrap: &str, topic: &str, extra: &str) -> Running {
     let cx = SinkContext {
         id: "kafka".into(),
         metrics: metrics.clone(),
+        health: Arc::new(ferry_core::SinkHealth::default()),
         data_dir: data_dir.path().to_owned(),
         deadline: CancellationToken::new(),
         durable_buffer: false,

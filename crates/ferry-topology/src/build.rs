@@ -5,8 +5,8 @@ use std::time::Duration;
 use ferry_buffers::BufferWriter;
 use ferry_config::{Config, resolve_data_dir};
 use ferry_core::{
-    BoxError, EventStream, Healthcheck, SinkContext, SinkMetrics, SinkRunner, SourceContext, SourceSender,
-    SourceTask,
+    BoxError, EventStream, Healthcheck, SinkContext, SinkHealth, SinkMetrics, SinkRunner, SourceContext,
+    SourceSender, SourceTask,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,9 @@ pub enum BuildError {
     /// The disk buffers cannot fit their volume.
     #[error("{0}")]
     Capacity(ferry_buffers::BufferError),
+    /// The HTTP endpoint cannot listen on `api.address`.
+    #[error(transparent)]
+    Api(#[from] ferry_api::ApiError),
     /// A component's `build` failed.
     #[error("cannot start {kind} `{id}`: {source}")]
     Component {
@@ -38,6 +41,7 @@ pub(crate) struct BuiltSink {
     pub(crate) runner: Box<dyn SinkRunner>,
     pub(crate) healthcheck: Option<Healthcheck>,
     pub(crate) metrics: Arc<SinkMetrics>,
+    pub(crate) health: Arc<SinkHealth>,
     /// Whether its buffer is on disk (unconfirmed events then survive the process).
     pub(crate) durable: bool,
     /// Its buffer; `None` when the pipeline was built only to be validated.
@@ -60,6 +64,8 @@ pub struct Pipeline {
     pub(crate) shutdown: CancellationToken,
     /// Cancelled when the shutdown deadline passes (every sink holds a clone).
     pub(crate) deadline: CancellationToken,
+    /// The HTTP endpoint's socket, bound at build when `[api]` is set (and buffers open).
+    pub(crate) api: Option<std::net::TcpListener>,
 }
 
 /// Batches in flight between a source and its fan-out: small, so backpressure is prompt.
@@ -103,14 +109,25 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
     if let Err(e) = ferry_buffers::check_capacity(&disk_buffers) {
         errors.push(BuildError::Capacity(e));
     }
+    // Bound before anything starts, so a port in use stops ferry before it reads input; not
+    // when only validating, since the running ferry may hold the port.
+    let mut api = None;
+    if let (Some(api_config), Buffers::Open) = (&config.api, buffers) {
+        match ferry_api::bind(api_config.address) {
+            Ok(listener) => api = Some(listener),
+            Err(e) => errors.push(e.into()),
+        }
+    }
     let mut sinks = Vec::new();
     let mut sink_index = HashMap::new();
     for sink in &config.sinks {
         let metrics = Arc::new(SinkMetrics::default());
+        let health = Arc::new(SinkHealth::default());
         let durable = sink.config.buffer().kind == ferry_core::BufferType::Disk;
         let cx = SinkContext {
             id: sink.id.clone(),
             metrics: metrics.clone(),
+            health: health.clone(),
             data_dir: data_dir.clone(),
             deadline: deadline.clone(),
             durable_buffer: durable,
@@ -135,6 +152,7 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
                     runner,
                     healthcheck: sink.config.healthcheck_enabled().then_some(healthcheck),
                     metrics,
+                    health,
                     durable,
                     buffer,
                 });
@@ -185,6 +203,7 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
             sinks,
             shutdown,
             deadline,
+            api,
         })
     } else {
         Err(errors)

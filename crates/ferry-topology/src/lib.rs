@@ -26,6 +26,9 @@
 //! - One summary line per sink is logged every [`RunOptions::summary_interval`] and once at
 //!   exit (`final summary`): received, delivered, retried, rejected, dropped, buffered,
 //!   in flight.
+//! - When the configuration has an `[api]` table, its address is bound while the pipeline is
+//!   built (a port in use is a [`BuildError`] naming `api.address`), and the HTTP endpoint
+//!   (`/metrics`, `/health`, see `ferry-api`) serves from the start of [`run`] to its end.
 
 mod build;
 mod run;

@@ -49,6 +49,8 @@ pub enum RunOutcome {
     SinkFailed(Vec<(String, String)>),
     /// A second signal ended the run without waiting.
     Aborted,
+    /// The HTTP endpoint could not be started (nothing was read).
+    ApiFailed(String),
 }
 
 /// How long sinks may take, once the deadline passed, to hand what they hold to their
@@ -57,7 +59,37 @@ const AFTER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Runs `pipeline` until end of input, a signal or a failed sink, then drains it (see the
 /// crate docs).
-pub async fn run(mut pipeline: Pipeline, options: RunOptions, mut signals: Signals) -> RunOutcome {
+pub async fn run(mut pipeline: Pipeline, options: RunOptions, signals: Signals) -> RunOutcome {
+    // The endpoint answers from the start, through the health checks and the drain.
+    let api = match pipeline.api.take() {
+        Some(listener) => {
+            let sinks = pipeline
+                .sinks
+                .iter()
+                .map(|s| ferry_api::SinkStatus {
+                    id: s.id.clone(),
+                    metrics: s.metrics.clone(),
+                    health: s.health.clone(),
+                })
+                .collect();
+            match ferry_api::serve(listener, sinks) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return RunOutcome::ApiFailed(e.to_string());
+                }
+            }
+        }
+        None => None,
+    };
+    let outcome = run_pipeline(pipeline, options, signals).await;
+    if let Some(api) = api {
+        api.stop().await;
+    }
+    outcome
+}
+
+async fn run_pipeline(mut pipeline: Pipeline, options: RunOptions, mut signals: Signals) -> RunOutcome {
     let failures = crate::build::check_health(&mut pipeline, options.healthcheck_timeout).await;
     if options.require_healthy && !failures.is_empty() {
         return RunOutcome::Unhealthy(failures);

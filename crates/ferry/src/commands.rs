@@ -225,6 +225,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         }
         Some(RunOutcome::Aborted) => ExitCode::from(EXIT_ABORTED),
+        Some(RunOutcome::ApiFailed(cause)) => {
+            eprintln!("ferry: {cause}");
+            ExitCode::FAILURE
+        }
     };
     Ok(code)
 }
