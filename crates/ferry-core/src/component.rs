@@ -131,6 +131,17 @@ impl SourceSender {
         self.tx.send(events).await.map_err(|_| SendClosed)
     }
 
+    /// Waits for room for one batch and holds it. Unlike [`SourceSender::send_batch`], giving
+    /// up on the wait (dropping the future) loses nothing, which lets a source do other work
+    /// while downstream is full.
+    pub async fn reserve(&self) -> Result<SendPermit<'_>, SendClosed> {
+        self.tx
+            .reserve()
+            .await
+            .map(|permit| SendPermit { permit })
+            .map_err(|_| SendClosed)
+    }
+
     /// Sends one batch from a thread outside the async runtime, blocking it while there is no
     /// room. Must not be called from an async task.
     pub fn blocking_send_batch(&self, events: Vec<LogEvent>) -> Result<(), SendClosed> {
@@ -138,6 +149,19 @@ impl SourceSender {
             return Ok(());
         }
         self.tx.blocking_send(events).map_err(|_| SendClosed)
+    }
+}
+
+/// Room for one batch, held until it is used.
+#[derive(Debug)]
+pub struct SendPermit<'a> {
+    permit: mpsc::Permit<'a, Vec<LogEvent>>,
+}
+
+impl SendPermit<'_> {
+    /// Sends the batch into the room held.
+    pub fn send(self, events: Vec<LogEvent>) {
+        self.permit.send(events);
     }
 }
 
@@ -150,6 +174,8 @@ pub struct SourceContext {
     pub out: SourceSender,
     /// Cancelled when the source must stop reading (signal or shutdown).
     pub shutdown: CancellationToken,
+    /// The global data directory (for state such as a file source's checkpoints).
+    pub data_dir: PathBuf,
 }
 
 /// A running source: completes at end of input or after `shutdown` fired.

@@ -220,6 +220,25 @@ impl LogEvent {
         }
     }
 
+    /// Adds a top-level field unless the event already has one by that name (decoded fields
+    /// win). A raw JSON event stays raw when its line cannot hold the name: the field is
+    /// appended after the line's own, and nothing is parsed.
+    pub fn insert_if_absent(&mut self, name: &str, value: Value) {
+        if let Body::RawJson { object, expanded } = &mut self.body
+            && !object.appended().contains(name)
+            && !line_may_hold_key(object.line(), name)
+        {
+            object.append(name, value);
+            // A cache built before this field was added would not show it.
+            expanded.take();
+            return;
+        }
+        let fields = self.fields_mut();
+        if !fields.contains(name) {
+            fields.insert(name, value);
+        }
+    }
+
     /// Attaches this copy to `notifier`'s batch (replacing any earlier handle, which is then
     /// settled as `Errored`).
     pub fn attach_notifier(&mut self, notifier: &Arc<BatchNotifier>) {
@@ -250,10 +269,54 @@ impl PartialEq for LogEvent {
     }
 }
 
+/// Whether a JSON line may have a key `name`: it holds `"name"`, or a `\u` escape (which
+/// could spell the name's letters). A false "maybe" only costs a parse.
+fn line_may_hold_key(line: &[u8], name: &str) -> bool {
+    let quoted = format!("\"{name}\"");
+    memchr::memmem::find(line, quoted.as_bytes()).is_some() || memchr::memmem::find(line, b"\\u").is_some()
+}
+
 fn container_for(next: &PathSegment) -> Value {
     match next {
         PathSegment::Field(_) => Value::Object(Fields::new()),
         PathSegment::Index(_) => Value::Array(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod insert_if_absent_tests {
+    use super::*;
+
+    fn raw(line: &'static str) -> LogEvent {
+        let scanned = RawJsonObject::scan(Bytes::from_static(line.as_bytes())).expect("a JSON object");
+        LogEvent::from_raw_json(scanned.object)
+    }
+
+    #[test]
+    fn a_raw_line_without_the_key_stays_raw_and_gains_the_field() {
+        let mut e = raw(r#"{"a":1}"#);
+        e.insert_if_absent("file", Value::Integer(7));
+        assert!(e.raw_json().is_some());
+        assert_eq!(e.fields().get("file"), Some(&Value::Integer(7)));
+    }
+
+    #[test]
+    fn decoded_fields_win_even_when_spelled_with_escapes() {
+        let mut e = raw(r#"{"file":"mine"}"#);
+        e.insert_if_absent("file", Value::Integer(7));
+        assert_eq!(
+            e.fields().get("file"),
+            Some(&Value::Bytes(Bytes::from_static(b"mine")))
+        );
+        let mut e = raw(r#"{"fil\u0065":"mine"}"#);
+        e.insert_if_absent("file", Value::Integer(7));
+        assert_eq!(
+            e.fields().get("file"),
+            Some(&Value::Bytes(Bytes::from_static(b"mine")))
+        );
+        let mut e = LogEvent::from_message("x");
+        e.insert_if_absent("message", Value::Integer(7));
+        assert_eq!(e.message(), Some(&Bytes::from_static(b"x")));
     }
 }
 

@@ -49,8 +49,8 @@ mod value;
 pub use buffer_config::{BufferConfig, BufferType, WhenFull};
 pub use component::{
     ComponentDescriptor, ComponentKind, ConfigIssue, EventStream, Healthcheck, ReplayReport, ReplayRequest,
-    SendClosed, SinkConfig, SinkContext, SinkRunner, SourceConfig, SourceContext, SourceSender, SourceTask,
-    registered_components,
+    SendClosed, SendPermit, SinkConfig, SinkContext, SinkRunner, SourceConfig, SourceContext, SourceSender,
+    SourceTask, registered_components,
 };
 pub use event::{HOST, LogEvent, MESSAGE, TIMESTAMP};
 pub use fields::Fields;

@@ -171,6 +171,7 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
             id: source.id.clone(),
             out,
             shutdown: shutdown.child_token(),
+            data_dir: data_dir.clone(),
         };
         match source.config.build(cx) {
             Ok(task) => {
