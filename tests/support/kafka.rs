@@ -107,6 +107,18 @@ pub fn read_topic_with(
     expected: usize,
     idle: Duration,
 ) -> Vec<Record> {
+    read_topic_within(extra, bootstrap, topic, expected, idle, Duration::from_secs(60))
+}
+
+/// [`read_topic_with`] giving up after `limit` instead of 60 s (large topics).
+pub fn read_topic_within(
+    extra: &[(&str, &str)],
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    idle: Duration,
+    limit: Duration,
+) -> Vec<Record> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -132,7 +144,7 @@ pub fn read_topic_with(
     let mut records = Vec::new();
     let start = Instant::now();
     let mut last_record = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
+    while start.elapsed() < limit {
         if records.len() >= expected && last_record.elapsed() >= idle {
             break;
         }

@@ -12,7 +12,7 @@ mod kafka;
 pub mod tls;
 
 pub use ferry_tansu::{Broker, Storage};
-pub use kafka::{Record, TestKafka, read_topic, read_topic_with};
+pub use kafka::{Record, TestKafka, read_topic, read_topic_with, read_topic_within};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
