@@ -115,14 +115,24 @@ impl TrackedFile {
         let Some(handle) = &self.handle else {
             return Ok(outcome);
         };
-        if self.at_eof && !self.tail.is_empty() {
-            // Before taking what was appended, check that what came before is unchanged: a
-            // file truncated and written past this point would otherwise be read from its
-            // middle.
-            let at = self.read_pos() - self.tail.len() as u64;
-            if read_at(handle, at, self.tail.len() as u64)? != self.tail {
+        if self.at_eof {
+            // Back at a file that was read to its end: one `fstat` says whether there is
+            // anything new, which keeps a thousand idle files cheap.
+            let size = handle.metadata()?.len();
+            if size < self.read_pos() {
                 self.restart();
-                outcome.restarted = Some("truncated and written again");
+                outcome.restarted = Some("truncated");
+            } else if size == self.read_pos() {
+                return Ok(outcome);
+            } else if !self.tail.is_empty() {
+                // Before taking what was appended, check that what came before is unchanged:
+                // a file truncated and written past this point would otherwise be read from
+                // its middle.
+                let at = self.read_pos() - self.tail.len() as u64;
+                if read_at(handle, at, self.tail.len() as u64)? != self.tail {
+                    self.restart();
+                    outcome.restarted = Some("truncated and written again");
+                }
             }
         }
         let Some(handle) = &self.handle else {
@@ -134,11 +144,8 @@ impl TrackedFile {
         let read = pread_into_spare(handle, buf, chunk, self.read_pos())?;
         outcome.bytes = read;
         if read == 0 {
+            // Whether it shrank is checked on the next turn.
             self.at_eof = true;
-            if handle.metadata()?.len() < self.read_pos() {
-                self.restart();
-                outcome.restarted = Some("truncated");
-            }
             return Ok(outcome);
         }
         // A regular file gives a short read only at its end.
