@@ -514,6 +514,10 @@ fn an_overlong_line_is_split_and_reported() {
     assert_eq!(sizes, [5, 5, 50, 100, 100]);
     let log = stop(child);
     assert!(log.contains("longer than max_line_bytes"), "{log}");
+    assert!(
+        log.contains("split_lines=1"),
+        "the stop line counts the split line: {log}"
+    );
 }
 
 #[test]

@@ -80,6 +80,16 @@ pub(crate) struct Tailer {
     warn_oversized: WarnLimiter,
     warn_undecodable: WarnLimiter,
     warn_save: WarnLimiter,
+    counts: Counts,
+}
+
+/// What the source did, logged when it stops.
+#[derive(Debug, Default)]
+struct Counts {
+    lines: u64,
+    oversized: u64,
+    undecodable: u64,
+    restarted: u64,
 }
 
 impl Tailer {
@@ -147,6 +157,7 @@ impl Tailer {
             warn_oversized: WarnLimiter::default(),
             warn_undecodable: WarnLimiter::default(),
             warn_save: WarnLimiter::default(),
+            counts: Counts::default(),
         }
     }
 
@@ -189,6 +200,8 @@ impl Tailer {
             self.save_if_due();
         }
         self.save();
+        let c = &self.counts;
+        tracing::info!(source = %self.id, lines = c.lines, split_lines = c.oversized, undecodable = c.undecodable, files_read_again = c.restarted, files_followed = self.files.len(), "file source stopped; checkpoints saved");
     }
 
     fn housekeeping(&mut self) {
@@ -257,8 +270,10 @@ impl Tailer {
             };
             if let Some(why) = outcome.restarted {
                 tracing::info!(source = %self.id, file = %file.path.display(), "file was {why}; reading it again from its start");
+                self.counts.restarted += 1;
                 self.dirty = true;
             }
+            self.counts.oversized += outcome.cut.oversized as u64;
             if outcome.cut.oversized > 0
                 && let Some(suppressed) = self.warn_oversized.check()
             {
@@ -329,6 +344,8 @@ impl Tailer {
             event.attach_notifier(&notifier);
             events.push(event);
         }
+        self.counts.lines += events.len() as u64;
+        self.counts.undecodable += undecodable;
         if undecodable > 0
             && let Some(suppressed) = self.warn_undecodable.check()
         {
