@@ -42,6 +42,8 @@
 //!   topology's deadline a memory-buffered sink writes what it still holds to the dead-letter
 //!   file, a disk-buffered one leaves it in its buffer.
 
+#[cfg(test)]
+mod auth_tests;
 mod client;
 mod config;
 mod context;
@@ -52,11 +54,16 @@ mod metadata;
 mod record;
 mod replay;
 mod retry;
+mod sasl;
 mod sink;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod token;
+mod token_file;
 mod topic;
 
 pub use config::{Compression, KafkaSinkConfig, SaslConfig, SaslMechanism, TlsConfig};
 pub use replay::ReplayError;
+pub use token::TokenError;
+pub use token_file::TokenFileError;
