@@ -123,3 +123,77 @@ async fn an_unreachable_token_endpoint_is_reported_by_librdkafkas_oidc_client() 
     eprintln!("librdkafka said: {error}");
     drop(built.sink);
 }
+
+#[cfg(feature = "aws-msk-iam")]
+mod msk_iam {
+    //! The health check of an AWS_MSK_IAM sink, in a child process whose environment holds
+    //! no AWS credentials (the providers read the real process environment).
+
+    use std::process::Command;
+
+    use super::*;
+
+    const CHILD_FLAG: &str = "FERRY_TEST_MSK_HEALTH_CHILD";
+
+    #[tokio::test]
+    #[ignore = "run by the test below in a child process with its own environment"]
+    async fn health_child() {
+        if std::env::var_os(CHILD_FLAG).is_none() {
+            return;
+        }
+        let built = build(
+            &format!("127.0.0.1:{}", closed_port()),
+            "sasl.enabled = true\nsasl.mechanism = \"AWS_MSK_IAM\"\nsasl.region = \"eu-west-1\"",
+        );
+        match built.healthcheck.await {
+            Ok(()) => println!("HEALTH ok"),
+            Err(e) => println!("HEALTH {e}"),
+        }
+        drop(built.sink);
+    }
+
+    #[test]
+    fn no_credentials_fail_the_health_check_with_one_line_naming_the_sources() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "auth_tests::msk_iam::health_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env_clear()
+            .env(CHILD_FLAG, "1")
+            .env("HOME", home.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // Instance metadata that is not there, answered at once.
+            .env(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                format!("http://127.0.0.1:{}", closed_port()),
+            )
+            .output()
+            .expect("child runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("HEALTH "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no result:\n{stdout}\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        assert!(
+            line.starts_with("HEALTH cannot authenticate to 127.0.0.1:"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(
+                "AWS_MSK_IAM: no AWS credentials found; tried, in order: environment variables, \
+                 AWS config file (credential_process), AWS credentials file, web identity token, \
+                 container credentials, instance metadata"
+            ),
+            "{line}"
+        );
+    }
+}

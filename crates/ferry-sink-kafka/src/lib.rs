@@ -44,6 +44,8 @@
 
 #[cfg(test)]
 mod auth_tests;
+#[cfg(feature = "aws-msk-iam")]
+mod aws_credentials;
 mod client;
 mod config;
 mod context;
@@ -51,6 +53,8 @@ mod dead_letters;
 mod failure;
 mod health;
 mod metadata;
+#[cfg(feature = "aws-msk-iam")]
+mod msk_iam;
 mod record;
 mod replay;
 mod retry;
@@ -63,7 +67,11 @@ mod token;
 mod token_file;
 mod topic;
 
+#[cfg(feature = "aws-msk-iam")]
+pub use aws_credentials::CredentialsError;
 pub use config::{Compression, KafkaSinkConfig, SaslConfig, SaslMechanism, TlsConfig};
+#[cfg(feature = "aws-msk-iam")]
+pub use msk_iam::MskIamError;
 pub use replay::ReplayError;
 pub use token::TokenError;
 pub use token_file::TokenFileError;
