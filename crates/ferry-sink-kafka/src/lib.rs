@@ -1,7 +1,9 @@
 //! # ferry-sink-kafka
 //!
 //! Sink `type = "kafka"`: streams events into Apache Kafka through librdkafka (built statically
-//! with OpenSSL, SASL/SCRAM, gzip, lz4, snappy and zstd).
+//! with OpenSSL, SASL/SCRAM, gzip, lz4, snappy and zstd). Cloud logins: SASL OAUTHBEARER through
+//! librdkafka's OIDC client (feature `oidc`) or a token file, and Amazon MSK IAM (feature
+//! `aws-msk-iam`), both features on by default.
 //!
 //! ```toml
 //! [sinks.kafka]
@@ -59,6 +61,8 @@ mod record;
 mod replay;
 mod retry;
 mod sasl;
+#[cfg(test)]
+mod sasl_handshake_stub;
 mod sink;
 #[cfg(test)]
 mod tests;

@@ -96,7 +96,14 @@ pub(crate) fn sign_token(
     // The payload hash of a GET without a body, as botocore computes it for an https URL.
     let request = SignableRequest::new("GET", base.as_str(), std::iter::empty(), SignableBody::Bytes(&[]))
         .map_err(|e| MskIamError::Signing(e.to_string()))?;
-    let (instructions, _signature) = sign(request, &params)
+    // aws-sigv4 traces the canonical request, session token included (its redaction covers
+    // headers, not query parameters): signed with no subscriber, so that `-vv` or RUST_LOG
+    // can never put a secret in the log (found by the handshake test, which captures every
+    // line).
+    let signed = tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+        sign(request, &params)
+    });
+    let (instructions, _signature) = signed
         .map_err(|e| MskIamError::Signing(e.to_string()))?
         .into_parts();
     let mut url = base;
@@ -145,7 +152,18 @@ fn query_escape(value: &str) -> Cow<'_, str> {
 pub(crate) struct MskIamTokens {
     chain: CredentialChain,
     region: Option<String>,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see `Drop`).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for MskIamTokens {
+    fn drop(&mut self) {
+        // The sink is dropped on the async executor, where dropping a runtime panics;
+        // nothing runs on this one between tokens, so there is nothing to wait for.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl MskIamTokens {
@@ -161,13 +179,17 @@ impl MskIamTokens {
         Ok(Self {
             chain,
             region: sasl.region.clone(),
-            runtime,
+            runtime: Some(runtime),
         })
     }
 
     /// A fresh token, signed now. Blocks (see the runtime above).
     pub(crate) fn token(&self, now: SystemTime) -> Result<OAuthToken, MskIamError> {
-        let (region, credentials) = self.runtime.block_on(async {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| MskIamError::Runtime("already shut down".into()))?;
+        let (region, credentials) = runtime.block_on(async {
             tokio::time::timeout(TOKEN_TIMEOUT, async {
                 let region = match &self.region {
                     Some(region) => Region::new(region.clone()),
