@@ -207,9 +207,6 @@ mod through_the_handshake {
     use std::io::Write as _;
     use std::process::Command;
 
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
     use super::*;
     use crate::sasl_handshake_stub::SaslHandshakeStub;
 
@@ -365,7 +362,13 @@ mod through_the_handshake {
             ),
         );
         let token = wait_for_token(&stub, |_| true, Duration::from_secs(10));
-        let url = String::from_utf8(URL_SAFE_NO_PAD.decode(&token).expect("base64url")).expect("UTF-8");
+        use base64::Engine as _;
+        let url = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&token)
+                .expect("base64url"),
+        )
+        .expect("UTF-8");
         assert!(
             url.starts_with("https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect&"),
             "{url}"

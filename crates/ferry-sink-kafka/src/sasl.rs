@@ -118,7 +118,7 @@ impl SaslConfig {
                         require(
                             false,
                             "token_endpoint_url",
-                            "needs a ferry built with the `oidc` feature (librdkafka with libcurl); \
+                            "needs a ferry built with the `kafka-oidc` feature (librdkafka with libcurl); \
                              use sasl.token_file instead",
                         );
                     }
@@ -130,7 +130,7 @@ impl SaslConfig {
                     require(
                         false,
                         "mechanism",
-                        "AWS_MSK_IAM needs a ferry built with the `aws-msk-iam` feature",
+                        "AWS_MSK_IAM needs a ferry built with the `kafka-aws-msk-iam` feature",
                     );
                 }
                 if self.role_session_name.is_some() && self.role_arn.is_none() {
@@ -238,7 +238,9 @@ mod tests {
             extensions = { logicalCluster = "lkc-1", identityPoolId = "pool-2" }
             "#,
         );
-        assert!(config.check().is_empty(), "{:?}", keys(&config.check()));
+        if cfg!(feature = "oidc") {
+            assert!(config.check().is_empty(), "{:?}", keys(&config.check()));
+        }
         let mut cc = ClientConfig::new();
         config.apply(&mut cc);
         let get = |k: &str| cc.get(k).map(str::to_owned);
@@ -287,12 +289,13 @@ mod tests {
             &sasl("enabled = true\nmechanism = \"OAUTHBEARER\"\ntoken_endpoint_url = \"https://x\"").check(),
         );
         assert_eq!(
-            issues,
+            issues[..2],
             [
                 "sasl.client_id: is required with sasl.token_endpoint_url",
                 "sasl.client_secret: is required with sasl.token_endpoint_url",
             ]
         );
+        assert_eq!(issues.len(), if cfg!(feature = "oidc") { 2 } else { 3 });
         let issues = keys(
             &sasl(
                 "enabled = true\nmechanism = \"OAUTHBEARER\"\ntoken_file = \"/t\"\n\
@@ -323,6 +326,44 @@ mod tests {
                 "sasl.password: is required with sasl.enabled",
             ]
         );
+        let issues = keys(&sasl("token_file = \"/t\"").check());
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].starts_with("sasl.enabled: is false"), "{issues:?}");
+    }
+
+    #[test]
+    fn a_build_without_a_feature_names_it() {
+        let oidc = keys(
+            &sasl(
+                "enabled = true\nmechanism = \"OAUTHBEARER\"\ntoken_endpoint_url = \"https://x\"\n\
+                 client_id = \"a\"\nclient_secret = \"b\"",
+            )
+            .check(),
+        );
+        let msk = keys(&sasl("enabled = true\nmechanism = \"AWS_MSK_IAM\"").check());
+        if cfg!(feature = "oidc") {
+            assert!(oidc.is_empty(), "{oidc:?}");
+        } else {
+            assert_eq!(
+                oidc,
+                [
+                    "sasl.token_endpoint_url: needs a ferry built with the `kafka-oidc` feature (librdkafka with \
+                  libcurl); use sasl.token_file instead"
+                ]
+            );
+        }
+        if cfg!(feature = "aws-msk-iam") {
+            assert!(msk.is_empty(), "{msk:?}");
+        } else {
+            assert_eq!(
+                msk,
+                ["sasl.mechanism: AWS_MSK_IAM needs a ferry built with the `kafka-aws-msk-iam` feature"]
+            );
+        }
+    }
+
+    #[test]
+    fn disabled_sasl_with_keys_is_named() {
         let issues = keys(&sasl("token_file = \"/t\"").check());
         assert_eq!(issues.len(), 1);
         assert!(issues[0].starts_with("sasl.enabled: is false"), "{issues:?}");
