@@ -108,29 +108,51 @@ fn a_missing_key_is_named_before_anything_starts() {
 }
 
 #[test]
-fn a_bad_token_while_running_is_warned_once_not_at_every_retry() {
+fn a_bad_token_or_token_endpoint_while_running_is_warned_once_not_at_every_retry() {
     let dir = tempfile::tempdir().unwrap();
     let token_path = dir.path().join("token");
     std::fs::write(&token_path, "not-a-jwt").unwrap();
-    let cfg = ConfigDir::stdin_to_kafka(
-        &closed_address(),
-        "logs",
-        &format!(
-            "healthcheck = false\nsasl.enabled = true\nsasl.mechanism = \"OAUTHBEARER\"\nsasl.token_file = \"{}\"",
-            token_path.display()
+    let cases = [
+        (
+            format!("sasl.token_file = \"{}\"", token_path.display()),
+            "does not hold a JWT",
         ),
-    );
-    let mut child = cfg.spawn(&[]);
-    let log = ferry_e2e::capture_stderr(&mut child);
-    // librdkafka asks again every 10 s: 25 s covers two retries.
+        (
+            format!(
+                "sasl.token_endpoint_url = \"http://{}/oauth2/token\"\nsasl.client_id = \"ferry\"\n\
+                 sasl.client_secret = \"hunter2-oidc\"",
+                closed_address()
+            ),
+            "Couldn't connect to server",
+        ),
+    ];
+    // Both at once: librdkafka asks again every 10 s, so 25 s covers two retries of each.
+    let running: Vec<_> = cases
+        .iter()
+        .map(|(sasl, _)| {
+            let cfg = ConfigDir::stdin_to_kafka(
+                &closed_address(),
+                "logs",
+                &format!(
+                    "healthcheck = false\nsasl.enabled = true\nsasl.mechanism = \"OAUTHBEARER\"\n{sasl}"
+                ),
+            );
+            let mut child = cfg.spawn(&[]);
+            let log = ferry_e2e::capture_stderr(&mut child);
+            (cfg, child, log)
+        })
+        .collect();
     std::thread::sleep(Duration::from_secs(25));
-    ferry_e2e::signal(child.id(), "TERM");
-    let _ = ferry_e2e::wait_with_limit(child, Duration::from_secs(40));
-    let log = log.lock().unwrap().clone();
-    let warnings = log
-        .lines()
-        .filter(|l| l.contains("Failed to acquire SASL OAUTHBEARER token"))
-        .collect::<Vec<_>>();
-    assert_eq!(warnings.len(), 1, "{log}");
-    assert!(warnings[0].contains("does not hold a JWT"), "{}", warnings[0]);
+    for ((_cfg, child, log), (_, cause)) in running.into_iter().zip(&cases) {
+        ferry_e2e::signal(child.id(), "TERM");
+        let _ = ferry_e2e::wait_with_limit(child, Duration::from_secs(40));
+        let log = log.lock().unwrap().clone();
+        let warnings = log
+            .lines()
+            .filter(|l| l.contains("Failed to acquire SASL OAUTHBEARER token"))
+            .collect::<Vec<_>>();
+        assert_eq!(warnings.len(), 1, "{log}");
+        assert!(warnings[0].contains(cause), "{}", warnings[0]);
+        assert!(!log.contains("hunter2-oidc"), "the secret is never shown: {log}");
+    }
 }

@@ -230,7 +230,8 @@ mod tests {
     }
 
     /// An instance metadata service on loopback handing out `key_id` for role `ferry-role`
-    /// (IMDSv2: a session token first). Returns its endpoint.
+    /// (IMDSv2: a session token first), and container credentials (`AKIDCONTAINER`) at
+    /// `/container-credentials`. Returns its endpoint.
     fn imds(key_id: &'static str) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
@@ -266,6 +267,9 @@ mod tests {
                     || path.ends_with("/security-credentials-extended/")
                 {
                     ("200 OK", "", "ferry-role".to_owned())
+                } else if path == "/container-credentials" {
+                    let json = r#"{"AccessKeyId":"AKIDCONTAINER","SecretAccessKey":"container-secret","Token":"container-token","Expiration":"2099-01-01T00:00:00Z"}"#;
+                    ("200 OK", "", json.to_owned())
                 } else if path.ends_with("/ferry-role") {
                     let json = format!(
                         r#"{{"Code":"Success","LastUpdated":"2026-12-03T12:00:00Z","Type":"AWS-HMAC","AccessKeyId":"{key_id}","SecretAccessKey":"imds-secret","Token":"imds-token","Expiration":"2099-01-01T00:00:00Z"}}"#
@@ -405,6 +409,23 @@ mod tests {
         assert_eq!(
             chain_with(home, &[no_config.clone(), credentials.clone(), imds_at.clone()]),
             "FOUND AKIDFILE"
+        );
+        // Then (an addition to the reference's list) container credentials, over IMDS.
+        let container = (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("{imds}/container-credentials"),
+        );
+        assert_eq!(
+            chain_with(
+                home,
+                &[
+                    no_config.clone(),
+                    no_credentials.clone(),
+                    container,
+                    imds_at.clone()
+                ]
+            ),
+            "FOUND AKIDCONTAINER"
         );
         // Then the instance profile.
         assert_eq!(
