@@ -48,7 +48,7 @@ pub enum CredentialsError {
     /// A source had credentials but could not produce them.
     #[error("AWS credentials from the {source_name}: {cause}")]
     Failed {
-        /// The source, one of [`SOURCES`].
+        /// The source, as named in the `NotFound` message.
         source_name: &'static str,
         /// What it said.
         cause: String,

@@ -54,7 +54,7 @@ pub enum MskIamError {
     /// The runtime that drives AWS's asynchronous providers could not start.
     #[error("AWS_MSK_IAM: cannot start the credentials runtime: {0}")]
     Runtime(String),
-    /// Making the token took longer than [`TOKEN_TIMEOUT`].
+    /// Making the token (credentials included) took longer than 20 s.
     #[error("AWS_MSK_IAM: no token after {} s (credentials endpoint not answering)", TOKEN_TIMEOUT.as_secs())]
     TimedOut,
 }
