@@ -91,11 +91,24 @@ impl CredentialChain {
         let Some(role_arn) = &self.role_arn else {
             return Ok(found);
         };
-        let sdk = SdkConfig::builder()
+        // The STS client needs everything aws-config's loader would have set: without a
+        // time source AssumeRoleProvider panics, without a sleep its retries cannot wait.
+        let mut sdk = SdkConfig::builder()
             .http_client(self.http.clone())
+            .time_source(aws_smithy_async::time::SystemTimeSource::new())
+            .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
             .behavior_version(BehaviorVersion::latest())
-            .region(region.clone())
-            .build();
+            .region(region.clone());
+        // The AWS settings for another STS endpoint (a VPC endpoint; a test's loopback STS).
+        // aws-config reads them only when it loads the whole SDK configuration, which this
+        // sink does not (it builds its chain source by source).
+        if let Some(url) = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        {
+            sdk = sdk.endpoint_url(url);
+        }
+        let sdk = sdk.build();
         let provider = AssumeRoleProvider::builder(role_arn.clone())
             .session_name(self.session_name.clone())
             .region(region.clone())
@@ -222,7 +235,8 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
-        let chain = CredentialChain::new(None, None);
+        let role = std::env::var("FERRY_TEST_ROLE_ARN").ok();
+        let chain = CredentialChain::new(role, Some("ferry-test".into()));
         match runtime.block_on(chain.credentials(&Region::new("eu-west-1"))) {
             Ok(credentials) => println!("FOUND {}", credentials.access_key_id()),
             Err(e) => println!("ERROR {e}"),
@@ -244,11 +258,13 @@ mod tests {
                     continue;
                 }
                 let mut content_length = 0;
+                let mut headers = String::new();
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
                     }
+                    headers.push_str(&line);
                     if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                         content_length = v.trim().parse().unwrap_or(0);
                     }
@@ -256,8 +272,10 @@ mod tests {
                 let mut body = vec![0; content_length];
                 let _ = reader.read_exact(&mut body);
                 let path = request_line.split_whitespace().nth(1).unwrap_or("");
-                let (status, extra, body) = if request_line.starts_with("PUT") && path == "/latest/api/token"
-                {
+                let body = String::from_utf8_lossy(&body).into_owned();
+                let (status, extra, body) = if request_line.starts_with("POST") && path == "/" {
+                    sts(&headers, &body)
+                } else if request_line.starts_with("PUT") && path == "/latest/api/token" {
                     (
                         "200 OK",
                         "x-aws-ec2-metadata-token-ttl-seconds: 21600\r\n",
@@ -286,6 +304,25 @@ mod tests {
             }
         });
         endpoint
+    }
+
+    /// A loopback STS answering `AssumeRole` for role `ferry-writer`, session `ferry-test`,
+    /// with the temporary key `ASIAROLE`, when asked with the environment's key `AKIDENV`;
+    /// anything else is refused.
+    fn sts(headers: &str, form: &str) -> (&'static str, &'static str, String) {
+        if !headers.contains("Credential=AKIDENV/") {
+            return ("403 Forbidden", "", "not signed with AKIDENV".to_owned());
+        }
+        let expected = [
+            "Action=AssumeRole",
+            "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fferry-writer",
+            "RoleSessionName=ferry-test",
+        ];
+        if !expected.iter().all(|part| form.contains(part)) {
+            return ("400 Bad Request", "", format!("unexpected request: {form}"));
+        }
+        let xml = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/ferry-writer/ferry-test</Arn><AssumedRoleId>AROAEXAMPLE:ferry-test</AssumedRoleId></AssumedRoleUser><Credentials><AccessKeyId>ASIAROLE</AccessKeyId><SecretAccessKey>role-secret</SecretAccessKey><SessionToken>role-session</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult><ResponseMetadata><RequestId>0</RequestId></ResponseMetadata></AssumeRoleResponse>"#;
+        ("200 OK", "content-type: text/xml\r\n", xml.to_owned())
     }
 
     /// What the chain found in a child process with only `vars` (and a `HOME` without
@@ -473,5 +510,25 @@ mod tests {
         );
         assert!(found.contains("sso session expired"), "{found}");
         assert!(!found.contains("AKIDFILE"), "{found}");
+    }
+
+    #[test]
+    fn a_role_is_assumed_with_the_credentials_found() {
+        let files = Files::new();
+        let endpoint = imds("AKIDIMDS");
+        let found = chain_with(
+            files.dir.path(),
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKIDENV".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "env-secret".to_owned()),
+                ("AWS_ENDPOINT_URL_STS", endpoint.clone()),
+                ("AWS_EC2_METADATA_SERVICE_ENDPOINT", no_imds()),
+                (
+                    "FERRY_TEST_ROLE_ARN",
+                    "arn:aws:iam::123456789012:role/ferry-writer".to_owned(),
+                ),
+            ],
+        );
+        assert_eq!(found, "FOUND ASIAROLE");
     }
 }
