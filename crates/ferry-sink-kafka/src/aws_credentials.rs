@@ -310,6 +310,9 @@ mod tests {
     /// with the temporary key `ASIAROLE`, when asked with the environment's key `AKIDENV`;
     /// anything else is refused.
     fn sts(headers: &str, form: &str) -> (&'static str, &'static str, String) {
+        if form.contains("Action=AssumeRoleWithWebIdentity") {
+            return sts_web_identity(form);
+        }
         if !headers.contains("Credential=AKIDENV/") {
             return ("403 Forbidden", "", "not signed with AKIDENV".to_owned());
         }
@@ -322,6 +325,19 @@ mod tests {
             return ("400 Bad Request", "", format!("unexpected request: {form}"));
         }
         let xml = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/ferry-writer/ferry-test</Arn><AssumedRoleId>AROAEXAMPLE:ferry-test</AssumedRoleId></AssumedRoleUser><Credentials><AccessKeyId>ASIAROLE</AccessKeyId><SecretAccessKey>role-secret</SecretAccessKey><SessionToken>role-session</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult><ResponseMetadata><RequestId>0</RequestId></ResponseMetadata></AssumeRoleResponse>"#;
+        ("200 OK", "content-type: text/xml\r\n", xml.to_owned())
+    }
+
+    /// `AssumeRoleWithWebIdentity` (IRSA): the token from the file, answered with `ASIAWEBID`.
+    fn sts_web_identity(form: &str) -> (&'static str, &'static str, String) {
+        let expected = [
+            "WebIdentityToken=irsa-token",
+            "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Firsa",
+        ];
+        if !expected.iter().all(|part| form.contains(part)) {
+            return ("400 Bad Request", "", format!("unexpected request: {form}"));
+        }
+        let xml = r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><SubjectFromWebIdentityToken>system:serviceaccount:logs:ferry</SubjectFromWebIdentityToken><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/irsa/ferry</Arn><AssumedRoleId>AROAEXAMPLE:ferry</AssumedRoleId></AssumedRoleUser><Credentials><AccessKeyId>ASIAWEBID</AccessKeyId><SecretAccessKey>web-secret</SecretAccessKey><SessionToken>web-session</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>0</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"#;
         ("200 OK", "content-type: text/xml\r\n", xml.to_owned())
     }
 
@@ -530,5 +546,25 @@ mod tests {
             ],
         );
         assert_eq!(found, "FOUND ASIAROLE");
+    }
+
+    #[test]
+    fn a_web_identity_token_comes_before_instance_metadata() {
+        let files = Files::new();
+        let endpoint = imds("AKIDIMDS");
+        let token = files.dir.path().join("irsa-token");
+        std::fs::write(&token, "irsa-token").expect("write token");
+        let found = chain_with(
+            files.dir.path(),
+            &[
+                ("AWS_CONFIG_FILE", files.path("config-region-only")),
+                ("AWS_SHARED_CREDENTIALS_FILE", files.path("absent")),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
+                ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa".to_owned()),
+                ("AWS_ENDPOINT_URL_STS", endpoint.clone()),
+                ("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint),
+            ],
+        );
+        assert_eq!(found, "FOUND ASIAWEBID");
     }
 }
