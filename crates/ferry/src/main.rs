@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod dead_letters;
 mod logging;
+mod registered_examples;
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));
 
