@@ -9,12 +9,14 @@
 //! - `lint`: `cargo fmt --check` and clippy with `-D warnings`.
 //! - `bench`: Ferry side by side with kcat and a raw librdkafka producer.
 //! - `reliability`: the fault scenarios of `tests/reliability.rs`, one ledger line each.
+//! - `new-sink` / `new-source`: a new component crate, linked into the runner.
 
 mod bench;
 mod broker;
 mod chart;
 mod demo;
 mod latency_proxy;
+mod scaffold;
 mod setup;
 mod util;
 
@@ -34,7 +36,10 @@ tasks:
                 --broker-latency MS (through a proxy delaying each direction), --no-docs)
   lint          cargo fmt --check and cargo clippy -D warnings
   reliability   the fault scenarios alone, one ledger line each (sent, delivered, lost,
-                duplicated, out of order per key)";
+                duplicated, out of order per key)
+  new-sink NAME     generate crates/ferry-sink-NAME (builds and passes its tests as generated)
+                    and link it into the runner with one dependency line (--root DIR)
+  new-source NAME   the same for a source";
 
 fn main() {
     if let Err(e) = run() {
@@ -58,6 +63,8 @@ fn run() -> Result<()> {
         ["test"] => test(),
         ["reliability"] => reliability(),
         ["lint"] => lint(),
+        ["new-sink", rest @ ..] => scaffold::run(scaffold::Kind::Sink, rest),
+        ["new-source", rest @ ..] => scaffold::run(scaffold::Kind::Source, rest),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!("{USAGE}");
             Ok(())

@@ -220,6 +220,21 @@ pub struct SinkContext {
     pub durable_buffer: bool,
 }
 
+impl SinkContext {
+    /// A context outside any topology, for a sink's own tests and tools: fresh counters and
+    /// health, a memory buffer, and a deadline that never fires unless the caller cancels it.
+    pub fn standalone(id: impl Into<String>, data_dir: PathBuf) -> Self {
+        Self {
+            id: id.into(),
+            metrics: Arc::default(),
+            health: Arc::default(),
+            data_dir,
+            deadline: CancellationToken::new(),
+            durable_buffer: false,
+        }
+    }
+}
+
 /// A built sink, waiting for its input.
 pub trait SinkRunner: Send {
     /// Consumes `input` until it ends, settling every event's finalizer, and flushes.

@@ -27,6 +27,8 @@ mod tests {
     fn every_component_loads_its_own_example() {
         let components = registered_components();
         let names: Vec<&str> = components.iter().map(|d| d.type_name).collect();
+        // The scaffold's test reads this line to see its new component linked.
+        println!("registered components: {}", names.join(" "));
         for expected in ["stdin", "demo", "file", "console", "kafka"] {
             assert!(names.contains(&expected), "{expected} is not linked: {names:?}");
         }
