@@ -2,10 +2,10 @@ use std::path::PathBuf;
 
 /// What can go wrong in a `file` sink.
 #[derive(Debug, thiserror::Error)]
-pub enum FileError {
-    /// The file cannot be opened for appending (missing directory, permissions).
-    #[error("cannot open {path} for appending: {source}")]
-    Unwritable { path: PathBuf, source: std::io::Error },
+pub enum FileSinkError {
+    /// A directory cannot be created or written (a file in the way, permissions, read-only).
+    #[error("cannot write files in {dir}: {source}")]
+    UnwritableDir { dir: PathBuf, source: std::io::Error },
     /// Writing kept failing until the shutdown deadline.
     #[error(
         "cannot write {path} ({source}); gave up at the shutdown deadline with {events} events unwritten"
