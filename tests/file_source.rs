@@ -19,6 +19,20 @@ use ferry_e2e::{
 struct Tail {
     config: ConfigDir,
     logs: PathBuf,
+    /// Every ferry started, killed when the test ends however it ends (a failed assertion
+    /// must not leave a ferry tailing into the next test's broker).
+    started: std::cell::RefCell<Vec<u32>>,
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        for pid in self.started.borrow().iter() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl Tail {
@@ -61,7 +75,11 @@ healthcheck = false
 "#,
             include = include.join(", ")
         ));
-        Self { config, logs }
+        Self {
+            config,
+            logs,
+            started: std::cell::RefCell::new(Vec::new()),
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -69,7 +87,9 @@ healthcheck = false
     }
 
     fn start(&self) -> Child {
-        self.config.spawn(&["--summary-interval", "0"])
+        let child = self.config.spawn(&["--summary-interval", "0"]);
+        self.started.borrow_mut().push(child.id());
+        child
     }
 
     fn checkpoint_file(&self) -> PathBuf {
@@ -747,5 +767,59 @@ fn a_thousand_small_files_share_a_hundred_open_slots() {
         Tally::of(&expected, &records),
         Tally::exactly_once(expected.len())
     );
+    stop(child);
+}
+
+/// A file closed to make room (every line read and confirmed) grows and is rotated away
+/// before discovery sees it grow: its new lines are still found, beside its old name.
+#[test]
+fn a_file_closed_for_room_then_grown_and_rotated_away_loses_nothing() {
+    let topic = unique("file-closed-rotated");
+    let kafka = kafka_with(&topic);
+    let brokers = kafka.bootstrap_servers();
+    let tail = Tail::new(brokers, &topic, &["*.log"], "max_open_files = 2\ndiscovery_interval_ms = 300", "");
+    let mut expected = lines("a", 0..10);
+    append(&tail.path("a.log"), &expected);
+    let child = tail.start();
+    assert_eq!(read_all(brokers, &topic, 10).len(), 10);
+    // Two more files: a.log, the least recently read, is closed to open the third.
+    for name in ["b", "c"] {
+        let batch = lines(name, 0..10);
+        append(&tail.path(&format!("{name}.log")), &batch);
+        expected.extend(batch);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert_eq!(read_all(brokers, &topic, 30).len(), 30);
+    let late = lines("a", 10..20);
+    append(&tail.path("a.log"), &late);
+    fs::rename(tail.path("a.log"), tail.path("a.old")).unwrap();
+    expected.extend(late);
+    let records = read_all(brokers, &topic, expected.len());
+    assert_eq!(Tally::of(&expected, &records), Tally::exactly_once(expected.len()));
+    stop(child);
+}
+
+/// A quiet file is rotated away and its writer appends once more before it reopens: the
+/// wait before letting go counts from the rotation, not from the file's last line.
+#[test]
+fn a_quiet_file_rotated_away_still_gets_its_late_lines() {
+    let topic = unique("file-quiet-rotated");
+    let kafka = kafka_with(&topic);
+    let brokers = kafka.bootstrap_servers();
+    let tail = Tail::new(brokers, &topic, &["app.log"], "rotate_wait_ms = 2000", "");
+    let app = tail.path("app.log");
+    let mut expected = lines("q", 0..5);
+    append(&app, &expected);
+    let child = tail.start();
+    assert_eq!(read_all(brokers, &topic, 5).len(), 5);
+    // Quiet for longer than rotate_wait before the rotation.
+    std::thread::sleep(Duration::from_millis(2500));
+    fs::rename(&app, tail.path("app.log.1")).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let late = lines("q", 5..8);
+    append(&tail.path("app.log.1"), &late);
+    expected.extend(late);
+    let records = read_all(brokers, &topic, expected.len());
+    assert_eq!(Tally::of(&expected, &records), Tally::exactly_once(expected.len()));
     stop(child);
 }

@@ -64,6 +64,9 @@ pub enum ReadFrom {
     End,
 }
 
+/// Longer waits are surely mistakes (and would overflow a deadline).
+const MAX_INTERVAL_MS: u64 = 86_400_000;
+
 fn default_discovery_interval_ms() -> u64 {
     1000
 }
@@ -133,6 +136,15 @@ ferry_core::register_source! {
             ] {
                 if value == 0 {
                     issues.push(ConfigIssue::new(key, "must be at least 1"));
+                }
+            }
+            for (key, value) in [
+                ("discovery_interval_ms", self.discovery_interval_ms),
+                ("poll_interval_ms", self.poll_interval_ms),
+                ("rotate_wait_ms", self.rotate_wait_ms),
+            ] {
+                if value > MAX_INTERVAL_MS {
+                    issues.push(ConfigIssue::new(key, format!("must be at most {MAX_INTERVAL_MS} (one day)")));
                 }
             }
             if self.max_line_bytes == 0 {
