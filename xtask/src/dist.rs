@@ -63,7 +63,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     println!("{} ({})", dist.tarball.display(), mib(tarball_bytes));
     println!("{}  {}", dist.sha256, dist.checksum.display());
     println!(
-        "ferry binary: {} stripped (budget {}); `ferry --version`: {version}",
+        "ferry {version}: the binary is {} stripped (budget {})",
         mib(dist.binary_bytes),
         mib(MAX_BINARY_BYTES)
     );
