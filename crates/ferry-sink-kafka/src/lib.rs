@@ -60,3 +60,8 @@ mod topic;
 
 pub use config::{Compression, KafkaSinkConfig, SaslConfig, SaslMechanism, TlsConfig};
 pub use replay::ReplayError;
+
+/// The version of librdkafka built into this binary, e.g. `2.12.1`.
+pub fn librdkafka_version() -> String {
+    rdkafka::util::get_rdkafka_version().1
+}
