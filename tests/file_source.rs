@@ -4,21 +4,34 @@
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
 use ferry_e2e::{
-    ConfigDir, Record, Storage, TestKafka, capture_stderr, read_topic, read_topic_within, signal, stderr,
-    unique, wait_for_log, wait_until, wait_with_limit,
+    ConfigDir, Record, Storage, Tally, TestKafka, append_lines, capture_stderr, numbered_lines, read_topic,
+    read_topic_within, signal, stderr, unique, wait_for_log, wait_until, wait_with_limit,
 };
 
 /// One test's files and pipeline.
 struct Tail {
     config: ConfigDir,
     logs: PathBuf,
+    /// Every ferry started, killed when the test ends however it ends (a failed assertion
+    /// must not leave a ferry tailing into the next test's broker).
+    started: std::cell::RefCell<Vec<u32>>,
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        for pid in self.started.borrow().iter() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl Tail {
@@ -61,7 +74,11 @@ healthcheck = false
 "#,
             include = include.join(", ")
         ));
-        Self { config, logs }
+        Self {
+            config,
+            logs,
+            started: std::cell::RefCell::new(Vec::new()),
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -69,7 +86,9 @@ healthcheck = false
     }
 
     fn start(&self) -> Child {
-        self.config.spawn(&["--summary-interval", "0"])
+        let child = self.config.spawn(&["--summary-interval", "0"]);
+        self.started.borrow_mut().push(child.id());
+        child
     }
 
     fn checkpoint_file(&self) -> PathBuf {
@@ -92,56 +111,6 @@ healthcheck = false
             .find(|f| f["path"].as_str() == Some(&file.display().to_string()))
             .and_then(|f| f["offset"].as_u64())
             .unwrap_or(0)
-    }
-}
-
-/// `TAG-NNNNNNN` for `range`, 12 + tag bytes per line with its newline.
-fn lines(tag: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("{tag}-{i:07}")).collect()
-}
-
-fn append(path: &Path, lines: &[String]) {
-    let mut file = OpenOptions::new().create(true).append(true).open(path).unwrap();
-    let mut text = lines.join("\n");
-    if !text.is_empty() {
-        text.push('\n');
-    }
-    file.write_all(text.as_bytes()).unwrap();
-}
-
-/// How the records read back compare with the lines written.
-#[derive(Debug, PartialEq, Eq)]
-struct Tally {
-    expected: usize,
-    lost: usize,
-    duplicated: usize,
-    unexpected: usize,
-}
-
-impl Tally {
-    fn of(expected: &[String], records: &[Record]) -> Self {
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for record in records {
-            *seen.entry(record.payload_str()).or_default() += 1;
-        }
-        let lost = expected.iter().filter(|l| !seen.contains_key(l.as_str())).count();
-        let wanted: std::collections::HashSet<&str> = expected.iter().map(String::as_str).collect();
-        let unexpected = seen.keys().filter(|k| !wanted.contains(*k)).count();
-        Self {
-            expected: expected.len(),
-            lost,
-            duplicated: records.len() - seen.len(),
-            unexpected,
-        }
-    }
-
-    fn exactly_once(expected: usize) -> Self {
-        Self {
-            expected,
-            lost: 0,
-            duplicated: 0,
-            unexpected: 0,
-        }
     }
 }
 
@@ -171,16 +140,16 @@ fn several_files_arrive_once_with_path_and_offset_and_a_restart_resumes() {
     let tail = Tail::new(brokers, &topic, &["*.log"], "", "encoding.codec = \"json\"");
     let mut expected = Vec::new();
     for name in ["a", "b", "c"] {
-        let before = lines(name, 0..1000);
-        append(&tail.path(&format!("{name}.log")), &before);
+        let before = numbered_lines(name, 0..1000);
+        append_lines(&tail.path(&format!("{name}.log")), &before);
         expected.extend(before);
     }
     fs::write(tail.path("skipped.txt"), "not matched\n").unwrap();
     let child = tail.start();
     std::thread::sleep(Duration::from_millis(500));
     for name in ["a", "b", "c"] {
-        let after = lines(name, 1000..1500);
-        append(&tail.path(&format!("{name}.log")), &after);
+        let after = numbered_lines(name, 1000..1500);
+        append_lines(&tail.path(&format!("{name}.log")), &after);
         expected.extend(after);
     }
     let records = read_all(brokers, &topic, expected.len());
@@ -209,7 +178,7 @@ fn several_files_arrive_once_with_path_and_offset_and_a_restart_resumes() {
         })
         .collect();
     assert_eq!(
-        Tally::of(&expected, &messages),
+        Tally::of_records(&expected, &messages),
         Tally::exactly_once(expected.len())
     );
     stop(child);
@@ -217,8 +186,8 @@ fn several_files_arrive_once_with_path_and_offset_and_a_restart_resumes() {
     // Lines written while ferry is stopped are sent after the restart, and only they.
     let mut more = Vec::new();
     for name in ["a", "b", "c"] {
-        let after = lines(name, 1500..1700);
-        append(&tail.path(&format!("{name}.log")), &after);
+        let after = numbered_lines(name, 1500..1700);
+        append_lines(&tail.path(&format!("{name}.log")), &after);
         more.extend(after);
     }
     expected.extend(more);
@@ -235,7 +204,7 @@ fn several_files_arrive_once_with_path_and_offset_and_a_restart_resumes() {
         })
         .collect();
     assert_eq!(
-        Tally::of(&expected, &messages),
+        Tally::of_records(&expected, &messages),
         Tally::exactly_once(expected.len())
     );
     stop(child);
@@ -250,28 +219,28 @@ fn rename_rotation_mid_run_loses_nothing_and_sends_nothing_twice() {
     let brokers = kafka.bootstrap_servers();
     let tail = Tail::new(brokers, &topic, &["app.log"], "rotate_wait_ms = 1000", "");
     let app = tail.path("app.log");
-    append(&app, &[]);
+    append_lines(&app, &[]);
     let child = tail.start();
     std::thread::sleep(Duration::from_millis(500));
     let mut expected = Vec::new();
     for rotation in 0..5 {
         for burst in 0..10 {
             let start = rotation * 2000 + burst * 200;
-            let batch = lines("r", start..start + 200);
-            append(&app, &batch);
+            let batch = numbered_lines("r", start..start + 200);
+            append_lines(&app, &batch);
             expected.extend(batch);
             std::thread::sleep(Duration::from_millis(30));
         }
         fs::rename(&app, tail.path(&format!("app.log.{rotation}"))).unwrap();
         // The writer keeps its old handle a moment after the rename, as applications do.
-        let late = lines("late", rotation * 10..rotation * 10 + 10);
-        append(&tail.path(&format!("app.log.{rotation}")), &late);
+        let late = numbered_lines("late", rotation * 10..rotation * 10 + 10);
+        append_lines(&tail.path(&format!("app.log.{rotation}")), &late);
         expected.extend(late);
-        append(&app, &[]);
+        append_lines(&app, &[]);
     }
     let records = read_all(brokers, &topic, expected.len());
     assert_eq!(
-        Tally::of(&expected, &records),
+        Tally::of_records(&expected, &records),
         Tally::exactly_once(expected.len())
     );
     stop(child);
@@ -289,15 +258,15 @@ fn a_file_created_and_rotated_between_two_discovery_passes_is_read_whole() {
     // The first discovery ran at start, on an empty directory.
     std::thread::sleep(Duration::from_millis(800));
     let app = tail.path("app.log");
-    let first = lines("first", 0..300);
-    append(&app, &first);
+    let first = numbered_lines("first", 0..300);
+    append_lines(&app, &first);
     fs::rename(&app, tail.path("app.log.1")).unwrap();
-    let second = lines("second", 0..300);
-    append(&app, &second);
+    let second = numbered_lines("second", 0..300);
+    append_lines(&app, &second);
     let expected: Vec<String> = first.into_iter().chain(second).collect();
     let records = read_all(brokers, &topic, expected.len());
     assert_eq!(
-        Tally::of(&expected, &records),
+        Tally::of_records(&expected, &records),
         Tally::exactly_once(expected.len())
     );
     stop(child);
@@ -312,8 +281,8 @@ fn copytruncate_and_truncate_then_regrow_are_read_again_from_the_start() {
     let brokers = kafka.bootstrap_servers();
     let tail = Tail::new(brokers, &topic, &["app.log"], "", "");
     let app = tail.path("app.log");
-    let mut expected = lines("a", 0..1000);
-    append(&app, &expected);
+    let mut expected = numbered_lines("a", 0..1000);
+    append_lines(&app, &expected);
     let child = tail.start();
     assert_eq!(read_all(brokers, &topic, 1000).len(), 1000);
 
@@ -325,8 +294,8 @@ fn copytruncate_and_truncate_then_regrow_are_read_again_from_the_start() {
         .unwrap()
         .set_len(0)
         .unwrap();
-    let after = lines("b", 0..100);
-    append(&app, &after);
+    let after = numbered_lines("b", 0..100);
+    append_lines(&app, &after);
     expected.extend(after);
     assert_eq!(read_all(brokers, &topic, expected.len()).len(), expected.len());
 
@@ -334,12 +303,12 @@ fn copytruncate_and_truncate_then_regrow_are_read_again_from_the_start() {
     let file = OpenOptions::new().write(true).open(&app).unwrap();
     file.set_len(0).unwrap();
     drop(file);
-    let regrown = lines("c", 0..3000);
-    append(&app, &regrown);
+    let regrown = numbered_lines("c", 0..3000);
+    append_lines(&app, &regrown);
     expected.extend(regrown);
     let records = read_all(brokers, &topic, expected.len());
     assert_eq!(
-        Tally::of(&expected, &records),
+        Tally::of_records(&expected, &records),
         Tally::exactly_once(expected.len())
     );
     stop(child);
@@ -359,8 +328,8 @@ fn a_file_deleted_while_being_read_is_read_to_its_end() {
         "",
     );
     let doomed = tail.path("doomed.log");
-    let expected = lines("d", 0..200_000);
-    append(&doomed, &expected);
+    let expected = numbered_lines("d", 0..200_000);
+    append_lines(&doomed, &expected);
     let child = tail.start();
     assert!(
         wait_until(Duration::from_secs(20), || tail.checkpoint_offset(&doomed) > 0),
@@ -376,7 +345,7 @@ fn a_file_deleted_while_being_read_is_read_to_its_end() {
         Duration::from_secs(120),
     );
     assert_eq!(
-        Tally::of(&expected, &records),
+        Tally::of_records(&expected, &records),
         Tally::exactly_once(expected.len())
     );
     stop(child);
@@ -394,9 +363,9 @@ fn files_with_identical_first_lines_are_told_apart() {
         .collect();
     let mut expected = Vec::new();
     for name in ["one", "two"] {
-        append(&tail.path(&format!("{name}.log")), &header);
-        let own = lines(name, 0..100);
-        append(&tail.path(&format!("{name}.log")), &own);
+        append_lines(&tail.path(&format!("{name}.log")), &header);
+        let own = numbered_lines(name, 0..100);
+        append_lines(&tail.path(&format!("{name}.log")), &own);
         expected.extend(own);
     }
     expected.extend(header.iter().cloned());
@@ -410,8 +379,8 @@ fn files_with_identical_first_lines_are_told_apart() {
     stop(child);
     let mut more = Vec::new();
     for name in ["one", "two"] {
-        let own = lines(name, 100..200);
-        append(&tail.path(&format!("{name}.log")), &own);
+        let own = numbered_lines(name, 100..200);
+        append_lines(&tail.path(&format!("{name}.log")), &own);
         more.extend(own);
     }
     let child = tail.start();
@@ -429,7 +398,7 @@ fn files_with_identical_first_lines_are_told_apart() {
         .filter(|r| !r.payload_str().starts_with('#'))
         .collect();
     assert_eq!(
-        Tally::of(&unique_lines, &own),
+        Tally::of_records(&unique_lines, &own),
         Tally::exactly_once(unique_lines.len())
     );
     stop(child);
@@ -444,8 +413,8 @@ fn a_reused_inode_is_a_new_file() {
     let brokers = kafka.bootstrap_servers();
     let tail = Tail::new(brokers, &topic, &["app.log"], "", "");
     let app = tail.path("app.log");
-    let old = lines("old", 0..500);
-    append(&app, &old);
+    let old = numbered_lines("old", 0..500);
+    append_lines(&app, &old);
     let child = tail.start();
     assert_eq!(read_all(brokers, &topic, 500).len(), 500);
     stop(child);
@@ -454,22 +423,26 @@ fn a_reused_inode_is_a_new_file() {
     let mut reused = false;
     for attempt in 0..200 {
         fs::remove_file(&app).unwrap();
-        fs::write(&app, format!("{}\n", lines(&format!("new{attempt}"), 0..1)[0])).unwrap();
+        fs::write(
+            &app,
+            format!("{}\n", numbered_lines(&format!("new{attempt}"), 0..1)[0]),
+        )
+        .unwrap();
         if fs::metadata(&app).unwrap().ino() == old_inode {
             reused = true;
             break;
         }
     }
-    let fresh = lines("fresh", 0..100);
+    let fresh = numbered_lines("fresh", 0..100);
     let first_line = fs::read_to_string(&app).unwrap().trim_end().to_owned();
-    append(&app, &fresh);
+    append_lines(&app, &fresh);
     let child = tail.start();
     let mut expected = old;
     expected.push(first_line);
     expected.extend(fresh);
     let records = read_all(brokers, &topic, expected.len());
     assert_eq!(
-        Tally::of(&expected, &records),
+        Tally::of_records(&expected, &records),
         Tally::exactly_once(expected.len()),
         "inode reused: {reused}"
     );
@@ -490,11 +463,11 @@ fn a_partial_last_line_at_kill_9_arrives_whole_after_the_restart() {
     std::thread::sleep(Duration::from_millis(1500));
     signal(child.id(), "KILL");
     let _ = child.wait();
-    append(&app, &["ne, finished".to_owned()]);
+    append_lines(&app, &["ne, finished".to_owned()]);
     let child = tail.start();
     let expected = ["first", "second", "the last line, finished"].map(String::from);
     let records = read_all(brokers, &topic, 3);
-    assert_eq!(Tally::of(&expected, &records), Tally::exactly_once(3));
+    assert_eq!(Tally::of_records(&expected, &records), Tally::exactly_once(3));
     stop(child);
 }
 
@@ -527,8 +500,8 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_generation_or_stops_ferry() {
     let brokers = kafka.bootstrap_servers();
     let tail = Tail::new(brokers, &topic, &["app.log"], "", "");
     let app = tail.path("app.log");
-    let mut expected = lines("a", 0..100);
-    append(&app, &expected);
+    let mut expected = numbered_lines("a", 0..100);
+    append_lines(&app, &expected);
     let child = tail.start();
     read_all(brokers, &topic, 100);
     stop(child);
@@ -540,13 +513,13 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_generation_or_stops_ferry() {
     // older, so lines may come again but none is lost.
     let text = fs::read(&current).unwrap();
     fs::write(&current, &text[..text.len() / 2]).unwrap();
-    let more = lines("b", 0..50);
-    append(&app, &more);
+    let more = numbered_lines("b", 0..50);
+    append_lines(&app, &more);
     expected.extend(more);
     let mut child = tail.start();
     let log = capture_stderr(&mut child);
     let records = read_all(brokers, &topic, expected.len());
-    let tally = Tally::of(&expected, &records);
+    let tally = Tally::of_records(&expected, &records);
     assert_eq!((tally.lost, tally.unexpected), (0, 0), "{tally:?}");
     assert!(
         wait_for_log(&log, "checkpoint file is corrupt", Duration::from_secs(5)),
@@ -584,13 +557,13 @@ fn kafka_down_longer_than_the_message_timeout_loses_no_line() {
         "",
         "message_timeout_ms = 2000\nsocket_timeout_ms = 1000\nlibrdkafka_options.\"enable.idempotence\" = \"false\"",
     );
-    let mut expected = lines("before", 0..1000);
-    append(&tail.path("app.log"), &expected);
+    let mut expected = numbered_lines("before", 0..1000);
+    append_lines(&tail.path("app.log"), &expected);
     let child = tail.start();
     assert_eq!(read_all(&brokers, topic, 1000).len(), 1000);
     kafka.broker.as_mut().unwrap().stop();
-    let during = lines("during", 0..5000);
-    append(&tail.path("app.log"), &during);
+    let during = numbered_lines("during", 0..5000);
+    append_lines(&tail.path("app.log"), &during);
     expected.extend(during);
     std::thread::sleep(Duration::from_secs(6));
     kafka.broker.as_mut().unwrap().restart().unwrap();
@@ -602,7 +575,7 @@ fn kafka_down_longer_than_the_message_timeout_loses_no_line() {
         Duration::from_secs(3),
         Duration::from_secs(90),
     );
-    let tally = Tally::of(&expected, &records);
+    let tally = Tally::of_records(&expected, &records);
     assert_eq!((tally.lost, tally.unexpected), (0, 0), "{tally:?}");
     stop(child);
 }
@@ -621,15 +594,15 @@ fn killed_mid_file(buffer: &str) {
         buffer,
     );
     let app = tail.path("app.log");
-    let expected = lines("k", 0..300_000);
-    append(&app, &[]);
+    let expected = numbered_lines("k", 0..300_000);
+    append_lines(&app, &[]);
     let mut child = tail.start();
     // The writer appends for about 3 s, so the kill lands while lines are in flight.
     let writer = {
         let (app, expected) = (app.clone(), expected.clone());
         std::thread::spawn(move || {
             for burst in expected.chunks(1000) {
-                append(&app, burst);
+                append_lines(&app, burst);
                 std::thread::sleep(Duration::from_millis(10));
             }
         })
@@ -654,7 +627,7 @@ fn killed_mid_file(buffer: &str) {
         Duration::from_secs(2),
         Duration::from_secs(120),
     );
-    let tally = Tally::of(&expected, &records);
+    let tally = Tally::of_records(&expected, &records);
     println!(
         "kill -9 mid-file ({buffer:?}): {tally:?}; checkpoint before the kill at line {} of {}",
         saved / line_bytes,
@@ -698,8 +671,8 @@ fn a_million_lines_across_ten_files_arrive_once() {
     let tail = Tail::new(brokers, &topic, &["*.log"], "", "");
     let mut expected = Vec::with_capacity(1_000_000);
     for file in 0..10 {
-        let batch = lines(&format!("m{file}"), 0..100_000);
-        append(&tail.path(&format!("{file}.log")), &batch);
+        let batch = numbered_lines(&format!("m{file}"), 0..100_000);
+        append_lines(&tail.path(&format!("{file}.log")), &batch);
         expected.extend(batch);
     }
     let child = tail.start();
@@ -712,7 +685,7 @@ fn a_million_lines_across_ten_files_arrive_once() {
         Duration::from_secs(240),
     );
     assert_eq!(
-        Tally::of(&expected, &records),
+        Tally::of_records(&expected, &records),
         Tally::exactly_once(expected.len())
     );
     stop(child);
@@ -728,23 +701,89 @@ fn a_thousand_small_files_share_a_hundred_open_slots() {
     let tail = Tail::new(brokers, &topic, &["*.log"], "max_open_files = 100", "");
     let mut expected = Vec::new();
     for file in 0..1000 {
-        let batch = lines(&format!("s{file:04}"), 0..5);
-        append(&tail.path(&format!("{file:04}.log")), &batch);
+        let batch = numbered_lines(&format!("s{file:04}"), 0..5);
+        append_lines(&tail.path(&format!("{file:04}.log")), &batch);
         expected.extend(batch);
     }
     let child = tail.start();
     assert_eq!(
-        Tally::of(&expected, &read_all(brokers, &topic, expected.len())),
+        Tally::of_records(&expected, &read_all(brokers, &topic, expected.len())),
         Tally::exactly_once(expected.len())
     );
     for file in (0..1000).step_by(97) {
-        let batch = lines(&format!("s{file:04}"), 5..8);
-        append(&tail.path(&format!("{file:04}.log")), &batch);
+        let batch = numbered_lines(&format!("s{file:04}"), 5..8);
+        append_lines(&tail.path(&format!("{file:04}.log")), &batch);
         expected.extend(batch);
     }
     let records = read_all(brokers, &topic, expected.len());
     assert_eq!(
-        Tally::of(&expected, &records),
+        Tally::of_records(&expected, &records),
+        Tally::exactly_once(expected.len())
+    );
+    stop(child);
+}
+
+/// A file closed to make room (every line read and confirmed) grows and is rotated away
+/// before discovery sees it grow: its new lines are still found, beside its old name.
+#[test]
+fn a_file_closed_for_room_then_grown_and_rotated_away_loses_nothing() {
+    let topic = unique("file-closed-rotated");
+    let kafka = kafka_with(&topic);
+    let brokers = kafka.bootstrap_servers();
+    let tail = Tail::new(
+        brokers,
+        &topic,
+        &["*.log"],
+        "max_open_files = 2\ndiscovery_interval_ms = 300",
+        "",
+    );
+    let mut expected = numbered_lines("a", 0..10);
+    append_lines(&tail.path("a.log"), &expected);
+    let child = tail.start();
+    assert_eq!(read_all(brokers, &topic, 10).len(), 10);
+    // Two more files: a.log, the least recently read, is closed to open the third.
+    for name in ["b", "c"] {
+        let batch = numbered_lines(name, 0..10);
+        append_lines(&tail.path(&format!("{name}.log")), &batch);
+        expected.extend(batch);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert_eq!(read_all(brokers, &topic, 30).len(), 30);
+    let late = numbered_lines("a", 10..20);
+    append_lines(&tail.path("a.log"), &late);
+    fs::rename(tail.path("a.log"), tail.path("a.old")).unwrap();
+    expected.extend(late);
+    let records = read_all(brokers, &topic, expected.len());
+    assert_eq!(
+        Tally::of_records(&expected, &records),
+        Tally::exactly_once(expected.len())
+    );
+    stop(child);
+}
+
+/// A quiet file is rotated away and its writer appends once more before it reopens: the
+/// wait before letting go counts from the rotation, not from the file's last line.
+#[test]
+fn a_quiet_file_rotated_away_still_gets_its_late_lines() {
+    let topic = unique("file-quiet-rotated");
+    let kafka = kafka_with(&topic);
+    let brokers = kafka.bootstrap_servers();
+    let tail = Tail::new(brokers, &topic, &["app.log"], "rotate_wait_ms = 2000", "");
+    let app = tail.path("app.log");
+    let mut expected = numbered_lines("q", 0..5);
+    append_lines(&app, &expected);
+    let child = tail.start();
+    assert_eq!(read_all(brokers, &topic, 5).len(), 5);
+    // Quiet for longer than rotate_wait before the rotation.
+    std::thread::sleep(Duration::from_millis(2500));
+    fs::rename(&app, tail.path("app.log.1")).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let late = numbered_lines("q", 5..8);
+    append_lines(&tail.path("app.log.1"), &late);
+    expected.extend(late);
+    let records = read_all(brokers, &topic, expected.len());
+    assert_eq!(
+        Tally::of_records(&expected, &records),
         Tally::exactly_once(expected.len())
     );
     stop(child);

@@ -8,9 +8,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod delivery;
 mod kafka;
 pub mod tls;
 
+pub use delivery::{Tally, append_lines, numbered_lines};
 pub use ferry_tansu::{Broker, Storage};
 pub use kafka::{Record, TestKafka, read_topic, read_topic_with, read_topic_within};
 

@@ -8,13 +8,18 @@
 //! - `test`: everything CI runs: setup, lint, and every test of the workspace.
 //! - `lint`: `cargo fmt --check` and clippy with `-D warnings`.
 //! - `bench`: Ferry side by side with kcat and a raw librdkafka producer.
+//! - `dist`: the release tarball (stripped binary, service files, docs, license) and its
+//!   checksum.
 //! - `reliability`: the fault scenarios of `tests/reliability.rs`, one ledger line each.
+//! - `new-sink` / `new-source`: a new component crate, linked into the runner.
 
 mod bench;
 mod broker;
 mod chart;
 mod demo;
+mod dist;
 mod latency_proxy;
+mod scaffold;
 mod setup;
 mod util;
 
@@ -32,9 +37,14 @@ tasks:
   bench         ferry vs kcat vs a raw rdkafka producer; prints a table, writes docs/benchmarks.md
                 (--events N, --rounds N, --only a,b, --peer NAME='CMD {topic} {brokers}',
                 --broker-latency MS (through a proxy delaying each direction), --no-docs)
+  dist          build the release tarball target/dist/ferry-VERSION-TARGET.tar.gz (stripped
+                binary, ferry.toml, ferry.service, README, LICENSE, docs) and its .sha256
   lint          cargo fmt --check and cargo clippy -D warnings
   reliability   the fault scenarios alone, one ledger line each (sent, delivered, lost,
-                duplicated, out of order per key)";
+                duplicated, out of order per key)
+  new-sink NAME     generate crates/ferry-sink-NAME (builds and passes its tests as generated)
+                    and link it into the runner with one dependency line (--root DIR)
+  new-source NAME   the same for a source";
 
 fn main() {
     if let Err(e) = run() {
@@ -54,10 +64,13 @@ fn run() -> Result<()> {
         }
         ["broker", "stop"] => broker::stop_background(),
         ["demo"] => demo::run(),
+        ["dist", rest @ ..] => dist::run(rest),
         ["bench", rest @ ..] => bench::run(rest),
         ["test"] => test(),
         ["reliability"] => reliability(),
         ["lint"] => lint(),
+        ["new-sink", rest @ ..] => scaffold::run(scaffold::Kind::Sink, rest),
+        ["new-source", rest @ ..] => scaffold::run(scaffold::Kind::Source, rest),
         [] | ["help"] | ["--help"] | ["-h"] => {
             println!("{USAGE}");
             Ok(())

@@ -1,19 +1,19 @@
 //! The contract between the runner and the components it assembles.
 //!
-//! A component crate provides a config struct that mirrors its TOML table, implements
-//! [`SourceConfig`] or [`SinkConfig`] with `#[typetag::deserialize(name = "...")]`, and
-//! submits a [`ComponentDescriptor`]:
+//! A component crate provides a config struct that mirrors its TOML table and registers it
+//! with [`register_source!`](crate::register_source) or [`register_sink!`](crate::register_sink),
+//! which make the `typetag` registration (what `type = "..."` selects) and the `inventory`
+//! descriptor (`ferry list`) from one name:
 //!
 //! ```ignore
-//! #[typetag::deserialize(name = "console")]
-//! impl SinkConfig for ConsoleSinkConfig { /* ... */ }
-//!
-//! inventory::submit! {
-//!     ComponentDescriptor {
-//!         kind: ComponentKind::Sink,
-//!         type_name: "console",
-//!         description: "Writes encoded events to standard output.",
-//!         example: "[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+//! ferry_core::register_sink! {
+//!     name: "console",
+//!     description: "Writes encoded events to standard output.",
+//!     example: "[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+//!     impl SinkConfig for ConsoleSinkConfig {
+//!         fn build(&self, cx: SinkContext) -> Result<(Box<dyn SinkRunner>, Healthcheck), BoxError> {
+//!             /* ... */
+//!         }
 //!     }
 //! }
 //! ```
@@ -218,6 +218,21 @@ pub struct SinkContext {
     /// Whether the sink's buffer is on disk: events it cannot confirm by the deadline then
     /// stay there for the next start instead of going to dead letters.
     pub durable_buffer: bool,
+}
+
+impl SinkContext {
+    /// A context outside any topology, for a sink's own tests and tools: fresh counters and
+    /// health, a memory buffer, and a deadline that never fires unless the caller cancels it.
+    pub fn standalone(id: impl Into<String>, data_dir: PathBuf) -> Self {
+        Self {
+            id: id.into(),
+            metrics: Arc::default(),
+            health: Arc::default(),
+            data_dir,
+            deadline: CancellationToken::new(),
+            durable_buffer: false,
+        }
+    }
 }
 
 /// A built sink, waiting for its input.

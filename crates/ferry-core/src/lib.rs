@@ -41,6 +41,7 @@ pub use metrics::{SinkMetrics, SinkMetricsSnapshot};
 mod path;
 pub mod rate_limit;
 pub mod raw_json;
+pub mod registration;
 mod rfc3339;
 mod sensitive;
 mod template;

@@ -1,8 +1,5 @@
 use ferry_codecs::{Encoder, EncodingConfig};
-use ferry_core::{
-    BoxError, BufferConfig, ComponentDescriptor, ComponentKind, ConfigIssue, Healthcheck, SinkConfig,
-    SinkContext, SinkRunner,
-};
+use ferry_core::{BoxError, BufferConfig, ConfigIssue, Healthcheck, SinkContext, SinkRunner};
 use serde::Deserialize;
 
 /// Which stream the console sink writes to.
@@ -40,41 +37,24 @@ fn default_true() -> bool {
     true
 }
 
-#[typetag::deserialize(name = "console")]
-impl SinkConfig for ConsoleSinkConfig {
-    fn inputs(&self) -> &[String] {
-        &self.inputs
-    }
+ferry_core::register_sink! {
+    name: "console",
+    description: "Writes encoded events to standard output or standard error, one per line.",
+    example: "[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\nencoding.codec = \"json\"\n",
+    impl SinkConfig for ConsoleSinkConfig {
+        fn validate(&self) -> Vec<ConfigIssue> {
+            let mut issues = self.buffer.validate();
+            issues.extend(self.encoding.validate());
+            issues
+        }
 
-    fn buffer(&self) -> &BufferConfig {
-        &self.buffer
-    }
-
-    fn healthcheck_enabled(&self) -> bool {
-        self.healthcheck
-    }
-
-    fn validate(&self) -> Vec<ConfigIssue> {
-        let mut issues = self.buffer.validate();
-        issues.extend(self.encoding.validate());
-        issues
-    }
-
-    fn build(&self, cx: SinkContext) -> Result<(Box<dyn SinkRunner>, Healthcheck), BoxError> {
-        let sink = crate::sink::ConsoleSink {
-            target: self.target,
-            encoder: Encoder::new(&self.encoding),
-            metrics: cx.metrics,
-        };
-        Ok((Box::new(sink), Box::pin(async { Ok(()) })))
-    }
-}
-
-inventory::submit! {
-    ComponentDescriptor {
-        kind: ComponentKind::Sink,
-        type_name: "console",
-        description: "Writes encoded events to standard output or standard error, one per line.",
-        example: "[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\nencoding.codec = \"json\"\n",
+        fn build(&self, cx: SinkContext) -> Result<(Box<dyn SinkRunner>, Healthcheck), BoxError> {
+            let sink = crate::sink::ConsoleSink {
+                target: self.target,
+                encoder: Encoder::new(&self.encoding),
+                metrics: cx.metrics,
+            };
+            Ok((Box::new(sink), Box::pin(async { Ok(()) })))
+        }
     }
 }

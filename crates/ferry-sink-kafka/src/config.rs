@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use ferry_codecs::{Encoder, EncodingConfig};
 use ferry_core::{
-    BoxError, BufferConfig, ComponentDescriptor, ComponentKind, ConfigIssue, FieldPath, Healthcheck,
-    ReplayReport, ReplayRequest, Sensitive, SinkConfig, SinkContext, SinkRunner, Template,
+    BoxError, BufferConfig, ConfigIssue, FieldPath, Healthcheck, ReplayReport, ReplayRequest, Sensitive,
+    SinkContext, SinkRunner, Template,
 };
 use ferry_dead_letter::DeadLetterConfig;
 use serde::Deserialize;
@@ -347,31 +347,23 @@ impl KafkaSinkConfig {
     }
 }
 
-#[typetag::deserialize(name = "kafka")]
-impl SinkConfig for KafkaSinkConfig {
-    fn inputs(&self) -> &[String] {
-        &self.inputs
-    }
+ferry_core::register_sink! {
+    name: "kafka",
+    description: "Streams events into Apache Kafka with at-least-once delivery (librdkafka).",
+    example: "[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"logs-{{ unit }}\"\nkey_field = \"host\"\ncompression = \"zstd\"\nencoding.codec = \"json\"\n",
+    impl SinkConfig for KafkaSinkConfig {
+        fn validate(&self) -> Vec<ConfigIssue> {
+            self.check()
+        }
 
-    fn buffer(&self) -> &BufferConfig {
-        &self.buffer
-    }
+        fn build(&self, cx: SinkContext) -> Result<(Box<dyn SinkRunner>, Healthcheck), BoxError> {
+            let (sink, healthcheck) = self.build_sink(cx)?;
+            Ok((Box::new(sink), healthcheck))
+        }
 
-    fn healthcheck_enabled(&self) -> bool {
-        self.healthcheck
-    }
-
-    fn validate(&self) -> Vec<ConfigIssue> {
-        self.check()
-    }
-
-    fn build(&self, cx: SinkContext) -> Result<(Box<dyn SinkRunner>, Healthcheck), BoxError> {
-        let (sink, healthcheck) = self.build_sink(cx)?;
-        Ok((Box::new(sink), healthcheck))
-    }
-
-    fn replay_dead_letters(&self, request: &ReplayRequest) -> Result<ReplayReport, BoxError> {
-        Ok(crate::replay::replay(self, request)?)
+        fn replay_dead_letters(&self, request: &ReplayRequest) -> Result<ReplayReport, BoxError> {
+            Ok(crate::replay::replay(self, request)?)
+        }
     }
 }
 
@@ -415,14 +407,5 @@ impl KafkaSinkConfig {
             durable_buffer: cx.durable_buffer,
         };
         Ok((sink, healthcheck))
-    }
-}
-
-inventory::submit! {
-    ComponentDescriptor {
-        kind: ComponentKind::Sink,
-        type_name: "kafka",
-        description: "Streams events into Apache Kafka with at-least-once delivery (librdkafka).",
-        example: "[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"logs-{{ unit }}\"\nkey_field = \"host\"\ncompression = \"zstd\"\nencoding.codec = \"json\"\n",
     }
 }

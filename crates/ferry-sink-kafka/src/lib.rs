@@ -79,3 +79,8 @@ pub use msk_iam::MskIamError;
 pub use replay::ReplayError;
 pub use token::TokenError;
 pub use token_file::TokenFileError;
+
+/// The version of librdkafka built into this binary, e.g. `2.12.1`.
+pub fn librdkafka_version() -> String {
+    rdkafka::util::get_rdkafka_version().1
+}

@@ -1,6 +1,4 @@
-use ferry_core::{
-    BoxError, ComponentDescriptor, ComponentKind, ConfigIssue, SourceConfig, SourceContext, SourceTask,
-};
+use ferry_core::{BoxError, ConfigIssue, SourceContext, SourceTask};
 use serde::Deserialize;
 
 /// Which kind of lines the demo source writes.
@@ -38,28 +36,23 @@ fn default_rate() -> f64 {
     10.0
 }
 
-#[typetag::deserialize(name = "demo")]
-impl SourceConfig for DemoSourceConfig {
-    fn validate(&self) -> Vec<ConfigIssue> {
-        if !self.rate.is_finite() || self.rate < 0.0 {
-            return vec![ConfigIssue::new(
-                "rate",
-                "must be a number of events per second, 0 or more",
-            )];
+ferry_core::register_source! {
+    name: "demo",
+    description: "Generates realistic syslog and access-log events at a rate, for demos and benchmarks.",
+    example: "[sources.demo]\ntype = \"demo\"\nformat = \"mixed\"\nrate = 100\ncount = 1000\n",
+    impl SourceConfig for DemoSourceConfig {
+        fn validate(&self) -> Vec<ConfigIssue> {
+            if !self.rate.is_finite() || self.rate < 0.0 {
+                return vec![ConfigIssue::new(
+                    "rate",
+                    "must be a number of events per second, 0 or more",
+                )];
+            }
+            Vec::new()
         }
-        Vec::new()
-    }
 
-    fn build(&self, cx: SourceContext) -> Result<SourceTask, BoxError> {
-        Ok(Box::pin(crate::source::run(self.clone(), cx)))
-    }
-}
-
-inventory::submit! {
-    ComponentDescriptor {
-        kind: ComponentKind::Source,
-        type_name: "demo",
-        description: "Generates realistic syslog and access-log events at a rate, for demos and benchmarks.",
-        example: "[sources.demo]\ntype = \"demo\"\nformat = \"mixed\"\nrate = 100\ncount = 1000\n",
+        fn build(&self, cx: SourceContext) -> Result<SourceTask, BoxError> {
+            Ok(Box::pin(crate::source::run(self.clone(), cx)))
+        }
     }
 }

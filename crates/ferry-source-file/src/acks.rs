@@ -6,6 +6,8 @@
 //! file are settled. `Delivered` and `Rejected` settle a batch (a rejected line is in the
 //! dead-letter destination: sending it again would not help). `Errored` does not: the
 //! checkpoint stays before such a batch for the rest of the run, so a restart reads it again.
+//! From then on the ledger is *stuck*: it stops recording batches (nothing can move the
+//! checkpoint any more), so its memory stays bounded however long the run goes on.
 
 use std::collections::VecDeque;
 
@@ -18,7 +20,11 @@ pub struct AckLedger {
     /// The sequence number of the first slot of `pending`.
     first_seq: u64,
     pending: VecDeque<Slot>,
+    stuck: bool,
 }
+
+/// The sequence number of batches a stuck ledger no longer records.
+const UNRECORDED: u64 = u64::MAX;
 
 #[derive(Debug)]
 struct Slot {
@@ -34,7 +40,13 @@ impl AckLedger {
             committed,
             first_seq: 0,
             pending: VecDeque::new(),
+            stuck: false,
         }
+    }
+
+    /// Whether an errored batch holds the checkpoint for the rest of the run.
+    pub fn is_stuck(&self) -> bool {
+        self.stuck
     }
 
     /// The offset before which every line is safe.
@@ -50,6 +62,9 @@ impl AckLedger {
     /// Records a batch covering the bytes from the end of the previous one (or the checkpoint)
     /// to `end`, and returns its sequence number.
     pub fn record(&mut self, end: u64) -> u64 {
+        if self.stuck {
+            return UNRECORDED;
+        }
         let start = self.pending.back().map_or(self.committed, |s| s.end);
         self.pending.push_back(Slot {
             start,
@@ -64,6 +79,9 @@ impl AckLedger {
     /// every settled batch at the front. Unknown sequence numbers (batches forgotten by
     /// [`AckLedger::restart_at`]) are ignored.
     pub fn settle(&mut self, seq: u64, status: DeliveryStatus) -> Option<u64> {
+        if self.stuck {
+            return None;
+        }
         let index = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
         let slot = self.pending.get_mut(index)?;
         if slot.verdict.is_none() {
@@ -77,7 +95,11 @@ impl AckLedger {
                     self.first_seq += 1;
                 }
                 Some(DeliveryStatus::Errored) => {
-                    return (status == DeliveryStatus::Errored).then_some(front.start);
+                    let at = front.start;
+                    self.stuck = true;
+                    self.first_seq += self.pending.len() as u64;
+                    self.pending.clear();
+                    return Some(at);
                 }
                 None => break,
             }
@@ -91,6 +113,8 @@ impl AckLedger {
         self.first_seq += self.pending.len() as u64;
         self.pending.clear();
         self.committed = offset;
+        // The lines that held it back no longer exist.
+        self.stuck = false;
     }
 }
 
@@ -123,7 +147,14 @@ mod tests {
         assert_eq!(ledger.settle(a, DeliveryStatus::Errored), Some(0));
         ledger.settle(b, DeliveryStatus::Delivered);
         assert_eq!(ledger.committed(), 0);
-        assert!(!ledger.is_settled());
+        assert!(ledger.is_stuck());
+        // Later batches are not recorded: memory stays bounded.
+        for end in 10..1000 {
+            let seq = ledger.record(end);
+            ledger.settle(seq, DeliveryStatus::Delivered);
+        }
+        assert_eq!(ledger.committed(), 0);
+        assert!(ledger.pending.is_empty());
     }
 
     #[test]

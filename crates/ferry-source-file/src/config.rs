@@ -1,9 +1,7 @@
 use std::time::Duration;
 
 use ferry_codecs::DecodingConfig;
-use ferry_core::{
-    BoxError, ComponentDescriptor, ComponentKind, ConfigIssue, SourceConfig, SourceContext, SourceTask,
-};
+use ferry_core::{BoxError, ConfigIssue, SourceContext, SourceTask};
 use serde::Deserialize;
 
 use crate::checkpoint::CheckpointStore;
@@ -66,6 +64,9 @@ pub enum ReadFrom {
     End,
 }
 
+/// Longer waits are surely mistakes (and would overflow a deadline).
+const MAX_INTERVAL_MS: u64 = 86_400_000;
+
 fn default_discovery_interval_ms() -> u64 {
     1000
 }
@@ -108,59 +109,63 @@ impl FileSourceConfig {
     }
 }
 
-#[typetag::deserialize(name = "file")]
-impl SourceConfig for FileSourceConfig {
-    fn validate(&self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        if self.include.is_empty() {
-            issues.push(ConfigIssue::new("include", "must list at least one glob pattern"));
-        }
-        for (key, patterns) in [("include", &self.include), ("exclude", &self.exclude)] {
-            for (i, pattern) in patterns.iter().enumerate() {
-                if let Err(e) = glob::Pattern::new(pattern) {
-                    issues.push(ConfigIssue::new(
-                        format!("{key}[{i}]"),
-                        format!("`{pattern}` is not a valid glob pattern: {e}"),
-                    ));
+ferry_core::register_source! {
+    name: "file",
+    description: "Tails files matched by globs; checkpoints move only with acknowledgements.",
+    example: "[sources.logs]\ntype = \"file\"\ninclude = [\"/var/log/app/*.log\"]\nread_from = \"beginning\"\n",
+    impl SourceConfig for FileSourceConfig {
+        fn validate(&self) -> Vec<ConfigIssue> {
+            let mut issues = Vec::new();
+            if self.include.is_empty() {
+                issues.push(ConfigIssue::new("include", "must list at least one glob pattern"));
+            }
+            for (key, patterns) in [("include", &self.include), ("exclude", &self.exclude)] {
+                for (i, pattern) in patterns.iter().enumerate() {
+                    if let Err(e) = glob::Pattern::new(pattern) {
+                        issues.push(ConfigIssue::new(
+                            format!("{key}[{i}]"),
+                            format!("`{pattern}` is not a valid glob pattern: {e}"),
+                        ));
+                    }
                 }
             }
-        }
-        for (key, value) in [
-            ("discovery_interval_ms", self.discovery_interval_ms),
-            ("poll_interval_ms", self.poll_interval_ms),
-            ("max_open_files", self.max_open_files as u64),
-        ] {
-            if value == 0 {
-                issues.push(ConfigIssue::new(key, "must be at least 1"));
+            for (key, value) in [
+                ("discovery_interval_ms", self.discovery_interval_ms),
+                ("poll_interval_ms", self.poll_interval_ms),
+                ("max_open_files", self.max_open_files as u64),
+            ] {
+                if value == 0 {
+                    issues.push(ConfigIssue::new(key, "must be at least 1"));
+                }
             }
+            for (key, value) in [
+                ("discovery_interval_ms", self.discovery_interval_ms),
+                ("poll_interval_ms", self.poll_interval_ms),
+                ("rotate_wait_ms", self.rotate_wait_ms),
+            ] {
+                if value > MAX_INTERVAL_MS {
+                    issues.push(ConfigIssue::new(key, format!("must be at most {MAX_INTERVAL_MS} (one day)")));
+                }
+            }
+            if self.max_line_bytes == 0 {
+                issues.push(ConfigIssue::new("max_line_bytes", "must be at least 1"));
+            }
+            if self.max_unacked_bytes < self.max_line_bytes as u64 {
+                issues.push(ConfigIssue::new(
+                    "max_unacked_bytes",
+                    format!(
+                        "must be at least max_line_bytes ({}), or no line could ever be read",
+                        self.max_line_bytes
+                    ),
+                ));
+            }
+            issues
         }
-        if self.max_line_bytes == 0 {
-            issues.push(ConfigIssue::new("max_line_bytes", "must be at least 1"));
-        }
-        if self.max_unacked_bytes < self.max_line_bytes as u64 {
-            issues.push(ConfigIssue::new(
-                "max_unacked_bytes",
-                format!(
-                    "must be at least max_line_bytes ({}), or no line could ever be read",
-                    self.max_line_bytes
-                ),
-            ));
-        }
-        issues
-    }
 
-    fn build(&self, cx: SourceContext) -> Result<SourceTask, BoxError> {
-        let dir = cx.data_dir.join("checkpoints").join(&cx.id);
-        let (store, loaded) = CheckpointStore::open(&dir)?;
-        Ok(Box::pin(crate::source::run(self.clone(), store, loaded, cx)))
-    }
-}
-
-inventory::submit! {
-    ComponentDescriptor {
-        kind: ComponentKind::Source,
-        type_name: "file",
-        description: "Tails files matched by globs; checkpoints move only with acknowledgements.",
-        example: "[sources.logs]\ntype = \"file\"\ninclude = [\"/var/log/app/*.log\"]\nread_from = \"beginning\"\n",
+        fn build(&self, cx: SourceContext) -> Result<SourceTask, BoxError> {
+            let dir = cx.data_dir.join("checkpoints").join(&cx.id);
+            let (store, loaded) = CheckpointStore::open(&dir)?;
+            Ok(Box::pin(crate::source::run(self.clone(), store, loaded, cx)))
+        }
     }
 }

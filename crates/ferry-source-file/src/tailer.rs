@@ -28,6 +28,12 @@ use crate::tracked::{FileKey, TrackedFile};
 /// Bytes read from one file in one turn: large enough for throughput on one busy file, small
 /// enough that a thousand files take turns quickly.
 const READ_CHUNK: usize = 128 * 1024;
+/// `*` in `exclude` stops at `/`, as in a shell.
+const EXCLUDE_OPTIONS: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: false,
+};
 /// How often checkpoints may be written.
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -61,6 +67,8 @@ pub(crate) struct Tailer {
     /// Checkpoints loaded at start whose files were not opened yet.
     restored: HashMap<FileKey, FileCheckpoint>,
     first_start: bool,
+    /// Files the first discovery of a first start found, read from their end when opened.
+    start_at_end: HashSet<FileKey>,
     files: BTreeMap<u64, TrackedFile>,
     by_key: HashMap<FileKey, u64>,
     next_id: u64,
@@ -139,6 +147,7 @@ impl Tailer {
             store,
             restored,
             first_start: !loaded.existed,
+            start_at_end: HashSet::new(),
             files: BTreeMap::new(),
             by_key: HashMap::new(),
             next_id: 0,
@@ -282,7 +291,7 @@ impl Tailer {
             if lines.is_empty() && outcome.bytes == 0 && !file.attached {
                 // Rotated away or deleted: once it stayed quiet long enough, its unfinished
                 // last line is all that is left, then the file itself.
-                if file.last_data.elapsed() >= self.config.rotate_wait() {
+                if file.quiet_since_detached(self.config.rotate_wait()) {
                     if let Some(last) = file.take_last_line(&self.framing) {
                         lines.push(last);
                     } else if file.ledger.is_settled() {
@@ -387,11 +396,17 @@ impl Tailer {
         }
     }
 
-    /// Lets go of a file that was read to its end and is fully acknowledged.
+    /// Lets go of a file that was read to its end and is settled. A file whose checkpoint is
+    /// held back by lines the sink did not take keeps its checkpoint, so that a restart can
+    /// find it again (beside its last path) and send them.
     fn forget(&mut self, id: u64) {
-        if let Some(file) = self.files.remove(&id) {
+        if let Some(mut file) = self.files.remove(&id) {
             tracing::debug!(source = %self.id, file = %file.path.display(), "done with a rotated or deleted file");
             self.by_key.remove(&file.key);
+            if file.ledger.is_stuck() {
+                let _ = file.refresh_fingerprints();
+                self.restored.insert(file.key, checkpoint_of(&file));
+            }
             self.dirty = true;
         }
     }
@@ -404,16 +419,15 @@ impl Tailer {
             self.warned_no_match = true;
             tracing::warn!(source = %self.id, include = ?self.include, "no file matches include yet; still looking");
         }
-        for file in self.files.values_mut() {
-            file.attached = false;
-        }
+        let mut matched = HashSet::new();
         let mut new_files = Vec::new();
         let mut reopen = Vec::new();
         for (path, meta) in found {
             let key = FileKey::of(&meta);
+            matched.insert(key);
             match self.by_key.get(&key).and_then(|id| self.files.get_mut(id)) {
                 Some(file) => {
-                    file.attached = true;
+                    file.attach();
                     if file.path != path {
                         tracing::info!(source = %self.id, from = %file.path.display(), to = %path.display(), "file was renamed; following it");
                         file.renamed(path);
@@ -426,20 +440,15 @@ impl Tailer {
                 None => new_files.push((path, key)),
             }
         }
-        // Closed and gone: it was fully read and acknowledged when it was closed.
-        let gone: Vec<u64> = self
-            .files
-            .values()
-            .filter(|f| !f.attached && f.handle.is_none())
-            .map(|f| f.id)
-            .collect();
-        for id in gone {
-            self.forget(id);
-        }
+        self.detach_unmatched(&matched);
         for id in reopen {
             if self.make_room() {
                 self.reopen(id);
             }
+        }
+        if !self.discovered_once && self.first_start && self.config.read_from == ReadFrom::End {
+            // Applies to what the first discovery found, even if a file waits for a slot.
+            self.start_at_end = new_files.iter().map(|(_, key)| *key).collect();
         }
         let mut waiting = 0;
         for (path, key) in new_files {
@@ -454,13 +463,64 @@ impl Tailer {
         {
             tracing::warn!(source = %self.id, waiting, max_open_files = self.config.max_open_files, suppressed, "files wait for a free slot: every open file still has unread or unconfirmed lines");
         }
+        self.rescue_rotated(&matched);
         if !self.discovered_once {
             self.discovered_once = true;
-            self.rescue_rotated();
-            // Files of the old checkpoints that were not found are gone for good.
-            self.restored.clear();
             self.dirty = true;
         }
+    }
+
+    /// Files the globs no longer match. A path that still leads to the file keeps it attached
+    /// (a glob can fail to read a directory for a moment); a closed file that moved away but
+    /// still has unread bytes is opened again, even beyond the cap, since nothing else could
+    /// find it; a closed file with nothing left is let go.
+    fn detach_unmatched(&mut self, matched: &HashSet<FileKey>) {
+        let unmatched: Vec<u64> = self
+            .files
+            .values()
+            .filter(|f| !matched.contains(&f.key))
+            .map(|f| f.id)
+            .collect();
+        for id in unmatched {
+            let Some((path, key)) = self.files.get(&id).map(|f| (f.path.clone(), f.key)) else {
+                continue;
+            };
+            let still_there =
+                fs::metadata(&path).is_ok_and(|m| FileKey::of(&m) == key) && !self.exclude_matches(&path);
+            let Some(file) = self.files.get_mut(&id) else {
+                continue;
+            };
+            if still_there {
+                file.attach();
+                continue;
+            }
+            file.detach();
+            if file.handle.is_some() {
+                continue;
+            }
+            let moved = find_inode(&file.path, file.key);
+            let unread = moved
+                .as_ref()
+                .and_then(|p| fs::metadata(p).ok())
+                .is_some_and(|m| m.len() > file.line_offset);
+            match moved {
+                Some(path) if unread => {
+                    tracing::info!(source = %self.id, from = %file.path.display(), to = %path.display(), "a closed file moved away with unread lines; reading them");
+                    file.renamed(path);
+                    self.reopen(id);
+                    if let Some(file) = self.files.get_mut(&id) {
+                        file.detach();
+                    }
+                }
+                _ => self.forget(id),
+            }
+        }
+    }
+
+    fn exclude_matches(&self, path: &Path) -> bool {
+        self.exclude
+            .iter()
+            .any(|p| p.matches_path_with(path, EXCLUDE_OPTIONS))
     }
 
     /// Regular files matching `include` and not `exclude`, one path per file.
@@ -472,7 +532,7 @@ impl Tailer {
                 continue;
             };
             for path in paths.flatten() {
-                if self.exclude.iter().any(|p| p.matches_path(&path)) {
+                if self.exclude_matches(&path) {
                     continue;
                 }
                 let Ok(meta) = fs::metadata(&path) else {
@@ -565,30 +625,39 @@ impl Tailer {
             return;
         }
         let size = meta.len();
+        let mut marker = None;
         let offset = match self.restored.remove(&key) {
-            Some(checkpoint) => match check_resume(
-                &handle,
-                size,
-                checkpoint.offset,
-                checkpoint.head,
-                checkpoint.marker,
-            ) {
-                Ok(Ok(())) => checkpoint.offset,
-                Ok(Err(changed)) => {
-                    tracing::info!(source = %self.id, file = %path.display(), "{changed}; reading it from its start");
-                    0
+            Some(checkpoint) => {
+                match check_resume(
+                    &handle,
+                    size,
+                    checkpoint.offset,
+                    checkpoint.head,
+                    checkpoint.marker,
+                ) {
+                    Ok(Ok(())) => {
+                        marker = Some((checkpoint.offset, checkpoint.marker));
+                        checkpoint.offset
+                    }
+                    Ok(Err(changed)) => {
+                        tracing::info!(source = %self.id, file = %path.display(), "{changed}; reading it from its start");
+                        0
+                    }
+                    Err(_) => 0,
                 }
-                Err(_) => 0,
-            },
-            None if self.first_start && !self.discovered_once && self.config.read_from == ReadFrom::End => {
-                size
             }
+            None if self.start_at_end.remove(&key) => size,
             None => 0,
         };
         let Ok(head) = Fingerprint::head(&handle, size) else {
             return;
         };
         self.track(path, key, handle, offset, head, true);
+        if let Some(marker) = marker
+            && let Some(file) = self.by_key.get(&key).and_then(|id| self.files.get_mut(id))
+        {
+            file.marker = marker;
+        }
     }
 
     fn track(
@@ -611,18 +680,31 @@ impl Tailer {
     }
 
     /// A file rotated away while Ferry was stopped is no longer matched, but its unsent lines
-    /// are still on disk, usually beside its old name: look for its inode there.
-    fn rescue_rotated(&mut self) {
-        let lost: Vec<FileCheckpoint> = self.restored.drain().map(|(_, c)| c).collect();
-        for checkpoint in lost {
-            let key = FileKey {
-                dev: checkpoint.dev,
-                ino: checkpoint.ino,
+    /// are still on disk, usually beside its old name: look for its inode there. Checkpoints
+    /// of files that are matched but wait for a slot are kept; the others are dropped once
+    /// their file is nowhere to be found.
+    fn rescue_rotated(&mut self, matched: &HashSet<FileKey>) {
+        let lost: Vec<FileKey> = self
+            .restored
+            .keys()
+            .filter(|k| !matched.contains(k))
+            .copied()
+            .collect();
+        for key in lost {
+            let Some(checkpoint) = self.restored.get(&key).cloned() else {
+                continue;
             };
             let Some(path) = find_inode(Path::new(&checkpoint.path), key) else {
                 tracing::debug!(source = %self.id, file = %checkpoint.path, "file of a checkpoint is gone");
+                self.restored.remove(&key);
+                self.dirty = true;
                 continue;
             };
+            if !self.make_room() {
+                continue;
+            }
+            self.restored.remove(&key);
+            self.dirty = true;
             let Ok(handle) = File::open(&path) else {
                 continue;
             };
@@ -641,6 +723,9 @@ impl Tailer {
             ) {
                 tracing::info!(source = %self.id, file = %path.display(), was = %checkpoint.path, "found a file rotated while stopped; reading its remaining lines");
                 self.track(path, key, handle, checkpoint.offset, checkpoint.head, false);
+                if let Some(file) = self.by_key.get(&key).and_then(|id| self.files.get_mut(id)) {
+                    file.marker = (checkpoint.offset, checkpoint.marker);
+                }
             }
         }
     }
@@ -658,19 +743,7 @@ impl Tailer {
             if let Err(e) = file.refresh_fingerprints() {
                 tracing::debug!(source = %self.id, file = %file.path.display(), error = %e, "cannot read fingerprints");
             }
-            let committed = file.ledger.committed();
-            entries.push(FileCheckpoint {
-                dev: file.key.dev,
-                ino: file.key.ino,
-                path: file.path.to_string_lossy().into_owned(),
-                offset: committed,
-                head: file.head,
-                marker: if file.marker.0 == committed {
-                    file.marker.1
-                } else {
-                    Fingerprint::default()
-                },
-            });
+            entries.push(checkpoint_of(file));
         }
         entries.extend(self.restored.values().cloned());
         match self.store.save(&entries) {
@@ -681,6 +754,24 @@ impl Tailer {
                 }
             }
         }
+    }
+}
+
+/// What the checkpoint file records for `file`.
+fn checkpoint_of(file: &TrackedFile) -> FileCheckpoint {
+    let committed = file.ledger.committed();
+    FileCheckpoint {
+        dev: file.key.dev,
+        ino: file.key.ino,
+        path: file.path.to_string_lossy().into_owned(),
+        offset: committed,
+        head: file.head,
+        // A marker taken at another offset says nothing about this one.
+        marker: if file.marker.0 == committed {
+            file.marker.1
+        } else {
+            Fingerprint::default()
+        },
     }
 }
 

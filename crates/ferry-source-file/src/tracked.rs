@@ -39,6 +39,8 @@ pub struct TrackedFile {
     /// Whether the last discovery found it under a matched path. A file that is not attached
     /// was rotated away or deleted: it is read to its end, then let go.
     pub attached: bool,
+    /// When it was last found detached (its writer may still append for a while).
+    detached_since: Option<Instant>,
     pub handle: Option<File>,
     /// The offset of the first byte not yet in an emitted line.
     pub line_offset: u64,
@@ -79,6 +81,7 @@ impl TrackedFile {
             path,
             path_value,
             attached: true,
+            detached_since: None,
             handle: Some(handle),
             line_offset: offset,
             partial: Vec::new(),
@@ -86,7 +89,8 @@ impl TrackedFile {
             at_eof: false,
             last_data: Instant::now(),
             head,
-            marker: (offset, Fingerprint::default()),
+            // Taken at the first save: no offset has a marker yet.
+            marker: (u64::MAX, Fingerprint::default()),
             ledger: AckLedger::new(offset),
             errored_reported: false,
         }
@@ -95,6 +99,25 @@ impl TrackedFile {
     /// Where the next read starts.
     pub fn read_pos(&self) -> u64 {
         self.line_offset + self.partial.len() as u64
+    }
+
+    /// Found under a matched path.
+    pub fn attach(&mut self) {
+        self.attached = true;
+        self.detached_since = None;
+    }
+
+    /// No matched path leads to it any more.
+    pub fn detach(&mut self) {
+        self.attached = false;
+        self.detached_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether it has been detached, and without new bytes, for at least `wait`.
+    pub fn quiet_since_detached(&self, wait: std::time::Duration) -> bool {
+        !self.attached
+            && self.detached_since.is_some_and(|since| since.elapsed() >= wait)
+            && self.last_data.elapsed() >= wait
     }
 
     /// Takes note of a new path for the same file.
@@ -115,24 +138,23 @@ impl TrackedFile {
         let Some(handle) = &self.handle else {
             return Ok(outcome);
         };
-        if self.at_eof {
-            // Back at a file that was read to its end: one `fstat` says whether there is
-            // anything new, which keeps a thousand idle files cheap.
-            let size = handle.metadata()?.len();
-            if size < self.read_pos() {
+        // One `fstat` per turn says whether there is anything new (which keeps a thousand idle
+        // files cheap) and whether the file shrank.
+        let size = handle.metadata()?.len();
+        if size < self.read_pos() {
+            self.restart();
+            outcome.restarted = Some("truncated");
+        } else if size == self.read_pos() {
+            self.at_eof = true;
+            return Ok(outcome);
+        } else if !self.tail.is_empty() {
+            // Before taking more, check that what came before is unchanged: a file truncated
+            // and written past this point (copytruncate while the reader is behind) would
+            // otherwise be read from its middle.
+            let at = self.read_pos() - self.tail.len() as u64;
+            if read_at(handle, at, self.tail.len() as u64)? != self.tail {
                 self.restart();
-                outcome.restarted = Some("truncated");
-            } else if size == self.read_pos() {
-                return Ok(outcome);
-            } else if !self.tail.is_empty() {
-                // Before taking what was appended, check that what came before is unchanged:
-                // a file truncated and written past this point would otherwise be read from
-                // its middle.
-                let at = self.read_pos() - self.tail.len() as u64;
-                if read_at(handle, at, self.tail.len() as u64)? != self.tail {
-                    self.restart();
-                    outcome.restarted = Some("truncated and written again");
-                }
+                outcome.restarted = Some("truncated and written again");
             }
         }
         let Some(handle) = &self.handle else {
@@ -154,7 +176,15 @@ impl TrackedFile {
         let keep = buf.len().min(MARKER_BYTES as usize);
         self.tail.clear();
         self.tail.extend_from_slice(&buf[buf.len() - keep..]);
-        let bytes = buf.split().freeze();
+        // A small read is copied out so that its lines do not hold the whole read buffer
+        // alive while in flight (memory follows what is in flight, not the chunk size).
+        let bytes = if buf.len() < chunk / 4 {
+            let copy = Bytes::copy_from_slice(buf);
+            buf.clear();
+            copy
+        } else {
+            buf.split().freeze()
+        };
         outcome.cut = framing.cut(&bytes, self.line_offset, lines);
         self.partial.clear();
         self.partial.extend_from_slice(&bytes[outcome.cut.consumed..]);

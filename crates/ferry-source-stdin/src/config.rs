@@ -1,7 +1,5 @@
 use ferry_codecs::DecodingConfig;
-use ferry_core::{
-    BoxError, ComponentDescriptor, ComponentKind, ConfigIssue, SourceConfig, SourceContext, SourceTask,
-};
+use ferry_core::{BoxError, ConfigIssue, SourceContext, SourceTask};
 use serde::Deserialize;
 
 /// The `[sources.ID]` table of a `stdin` source.
@@ -20,25 +18,20 @@ fn default_max_line_bytes() -> usize {
     1 << 20
 }
 
-#[typetag::deserialize(name = "stdin")]
-impl SourceConfig for StdinSourceConfig {
-    fn validate(&self) -> Vec<ConfigIssue> {
-        if self.max_line_bytes == 0 {
-            return vec![ConfigIssue::new("max_line_bytes", "must be at least 1")];
+ferry_core::register_source! {
+    name: "stdin",
+    description: "Reads standard input, one event per line (decoding: bytes or json).",
+    example: "[sources.in]\ntype = \"stdin\"\ndecoding.codec = \"bytes\"\n",
+    impl SourceConfig for StdinSourceConfig {
+        fn validate(&self) -> Vec<ConfigIssue> {
+            if self.max_line_bytes == 0 {
+                return vec![ConfigIssue::new("max_line_bytes", "must be at least 1")];
+            }
+            Vec::new()
         }
-        Vec::new()
-    }
 
-    fn build(&self, cx: SourceContext) -> Result<SourceTask, BoxError> {
-        Ok(Box::pin(crate::source::run(self.clone(), cx)))
-    }
-}
-
-inventory::submit! {
-    ComponentDescriptor {
-        kind: ComponentKind::Source,
-        type_name: "stdin",
-        description: "Reads standard input, one event per line (decoding: bytes or json).",
-        example: "[sources.in]\ntype = \"stdin\"\ndecoding.codec = \"bytes\"\n",
+        fn build(&self, cx: SourceContext) -> Result<SourceTask, BoxError> {
+            Ok(Box::pin(crate::source::run(self.clone(), cx)))
+        }
     }
 }

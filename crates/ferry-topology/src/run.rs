@@ -53,6 +53,8 @@ pub enum RunOutcome {
     ApiFailed(String),
 }
 
+/// How long sources may take to finish after the sinks have given up at the deadline.
+const SOURCES_AFTER_DEADLINE: Duration = Duration::from_secs(3);
 /// How long sinks may take, once the deadline passed, to hand what they hold to their
 /// dead-letter destination (or leave it to their disk buffer) and return.
 const AFTER_DEADLINE: Duration = Duration::from_secs(10);
@@ -184,8 +186,10 @@ async fn run_pipeline(mut pipeline: Pipeline, options: RunOptions, mut signals: 
         }
     }
 
+    let sources_done = std::cell::Cell::new(false);
     let drain = async {
-        all_sources.await;
+        (&mut all_sources).await;
+        sources_done.set(true);
         join_all(fan_outs).await;
         while finished.count() < sink_count {
             match sink_done.recv().await {
@@ -222,6 +226,11 @@ async fn run_pipeline(mut pipeline: Pipeline, options: RunOptions, mut signals: 
                 }
             };
             let _ = tokio::time::timeout(AFTER_DEADLINE, wait_sinks).await;
+            // Sources finish once what they sent is settled (a file source then saves its
+            // last checkpoints): give them a moment now that the sinks have let go.
+            if !sources_done.get() {
+                let _ = tokio::time::timeout(SOURCES_AFTER_DEADLINE, &mut all_sources).await;
+            }
             let mut unfinished = Vec::new();
             for (((id, m), durable), before) in metrics.iter().zip(&durable).zip(before) {
                 let s = m.snapshot();

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -36,6 +36,23 @@ pub struct Cli {
 
     #[command(flatten)]
     pub logging: LogArgs,
+}
+
+impl Cli {
+    /// Parses the command line, exiting with clap's message on an error or for `--help`.
+    /// `--version` also names the librdkafka built in: it decides the Kafka features and fixes
+    /// an operator has.
+    pub fn parse_args() -> Self {
+        let version = format!(
+            "{} (librdkafka {})",
+            env!("CARGO_PKG_VERSION"),
+            ferry_sink_kafka::librdkafka_version()
+        );
+        // clap keeps a version string for the life of the program; this one is made once.
+        let version: &'static str = Box::leak(version.into_boxed_str());
+        let matches = Cli::command().version(version).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod dead_letters;
 mod logging;
+mod registered_examples;
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));
 
@@ -42,11 +43,9 @@ fn tune_allocator() {
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     if let Err(e) = logging::init(&cli.logging) {
         eprintln!("ferry: cannot set up logging: {e}");
         return ExitCode::from(2);
