@@ -9,8 +9,9 @@ use crate::util::{on_path, run_command, step};
 pub const TANSU_VERSION: &str = "0.6.0";
 
 /// Debian packages the build and the tests need: cmake and pkg-config build librdkafka,
-/// libssl-dev gives TLS, libcurl4-openssl-dev a header librdkafka 2.12 includes, stunnel4 and
-/// openssl the TLS tests.
+/// libssl-dev gives TLS, libcurl4-openssl-dev the libcurl librdkafka's OIDC client links
+/// (the Kafka sink's default `oidc` feature; without it, still a header librdkafka 2.12
+/// includes), stunnel4 and openssl the TLS tests.
 const DEBIAN_PACKAGES: &[&str] = &[
     "cmake",
     "pkg-config",

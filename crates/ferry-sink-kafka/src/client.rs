@@ -77,15 +77,7 @@ pub(crate) fn client_config(config: &KafkaSinkConfig) -> Result<ClientConfig, Cl
     };
     cc.set("security.protocol", protocol);
     if config.sasl.enabled {
-        if let Some(mechanism) = config.sasl.mechanism {
-            cc.set("sasl.mechanism", mechanism.librdkafka_name());
-        }
-        if let Some(username) = &config.sasl.username {
-            cc.set("sasl.username", username);
-        }
-        if let Some(password) = &config.sasl.password {
-            cc.set("sasl.password", password.expose());
-        }
+        config.sasl.apply(&mut cc);
     }
     if config.tls.enabled {
         crate::tls::apply(&config.tls, &mut cc)?;

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry_codecs::{Encoder, EncodingConfig};
@@ -52,6 +53,12 @@ pub enum SaslMechanism {
     /// Plain user name and password (use with TLS).
     #[serde(rename = "PLAIN")]
     Plain,
+    /// A bearer token: from an OIDC token endpoint (client credentials) or from a file.
+    #[serde(rename = "OAUTHBEARER")]
+    OAuthBearer,
+    /// Amazon MSK IAM: OAUTHBEARER carrying a SigV4-signed request made from AWS credentials.
+    #[serde(rename = "AWS_MSK_IAM")]
+    AwsMskIam,
 }
 
 impl SaslMechanism {
@@ -61,26 +68,67 @@ impl SaslMechanism {
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
             SaslMechanism::Plain => "PLAIN",
+            // MSK IAM is OAUTHBEARER on the wire; only the token differs.
+            SaslMechanism::OAuthBearer | SaslMechanism::AwsMskIam => "OAUTHBEARER",
         }
+    }
+
+    /// Whether the mechanism logs in with `sasl.username` and `sasl.password`.
+    pub(crate) fn uses_password(self) -> bool {
+        matches!(
+            self,
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 | SaslMechanism::Plain
+        )
     }
 }
 
-/// The `sasl` table.
+/// The `sasl` table. Which keys apply depends on `mechanism`; `validate` names the ones
+/// missing or out of place.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
     /// Authenticate with SASL (default false).
     #[serde(default)]
     pub enabled: bool,
-    /// `SCRAM-SHA-256`, `SCRAM-SHA-512` or `PLAIN`.
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`, `PLAIN`, `OAUTHBEARER` or `AWS_MSK_IAM`.
     #[serde(default)]
     pub mechanism: Option<SaslMechanism>,
-    /// The user name.
+    /// The user name (SCRAM, PLAIN).
     #[serde(default)]
     pub username: Option<String>,
-    /// The password (never logged).
+    /// The password (SCRAM, PLAIN; never logged).
     #[serde(default)]
     pub password: Option<Sensitive<String>>,
+    /// OAUTHBEARER: the OIDC token endpoint of the client-credentials flow.
+    #[serde(default)]
+    pub token_endpoint_url: Option<String>,
+    /// OAUTHBEARER with `token_endpoint_url`: the client id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// OAUTHBEARER with `token_endpoint_url`: the client secret (never logged).
+    #[serde(default)]
+    pub client_secret: Option<Sensitive<String>>,
+    /// OAUTHBEARER with `token_endpoint_url`: the scope requested (optional).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// OAUTHBEARER with `token_endpoint_url`: SASL extensions sent with the token
+    /// (Confluent Cloud's `logicalCluster`, `identityPoolId`).
+    #[serde(default)]
+    pub extensions: BTreeMap<String, String>,
+    /// OAUTHBEARER: a file holding a JWT, read again whenever it changes (a Kubernetes
+    /// projected service account token, a sidecar's output).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// AWS_MSK_IAM: the cluster's AWS region (default: the usual AWS settings,
+    /// `AWS_REGION` or the profile's `region`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// AWS_MSK_IAM: a role to assume with the credentials found.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// AWS_MSK_IAM with `role_arn`: the session name (default `ferry`).
+    #[serde(default)]
+    pub role_session_name: Option<String>,
 }
 
 /// The `tls` table. Files may be given as paths or as inline PEM text.
@@ -271,26 +319,7 @@ impl KafkaSinkConfig {
                 why.replace("the rendered topic", "the topic"),
             ));
         }
-        let sasl = &self.sasl;
-        if sasl.enabled {
-            if sasl.mechanism.is_none() {
-                issues.push(ConfigIssue::new(
-                    "sasl.mechanism",
-                    "is required with sasl.enabled: one of SCRAM-SHA-256, SCRAM-SHA-512, PLAIN",
-                ));
-            }
-            if sasl.username.is_none() {
-                issues.push(ConfigIssue::new("sasl.username", "is required with sasl.enabled"));
-            }
-            if sasl.password.is_none() {
-                issues.push(ConfigIssue::new("sasl.password", "is required with sasl.enabled"));
-            }
-        } else if sasl.mechanism.is_some() || sasl.username.is_some() || sasl.password.is_some() {
-            issues.push(ConfigIssue::new(
-                "sasl.enabled",
-                "is false but other sasl.* keys are set: set sasl.enabled = true to use them",
-            ));
-        }
+        issues.extend(self.sasl.check());
         let tls = &self.tls;
         let any_tls = tls.ca_file.is_some() || tls.crt_file.is_some() || tls.key_file.is_some();
         if !tls.enabled && any_tls {
@@ -345,7 +374,8 @@ impl KafkaSinkConfig {
         cx: SinkContext,
     ) -> Result<(crate::sink::KafkaSink, Healthcheck), BoxError> {
         let client_config = crate::client::client_config(self)?;
-        let shared = crate::context::SinkShared::new(cx.id.clone(), cx.metrics.clone());
+        let token = crate::token::TokenSource::from_config(&self.sasl)?;
+        let shared = crate::context::SinkShared::new(cx.id.clone(), cx.metrics.clone(), token);
         let producer = crate::client::create_producer(&client_config, shared.clone())?;
         let healthcheck = crate::health::healthcheck(self, producer.clone(), shared.clone());
         let metadata = crate::metadata::MetadataWatcher::start(producer.clone(), &cx.id)?;

@@ -13,12 +13,15 @@ use std::time::Duration;
 use ferry_core::rate_limit::WarnLimiter;
 use ferry_core::{DeliveryStatus, EventFinalizer, SinkMetrics};
 use rdkafka::ClientContext;
+use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::IntoOpaque;
+
+use crate::token::TokenSource;
 
 /// An event's acknowledgement handle as librdkafka's delivery opaque, with what the sink
 /// remembers about earlier attempts.
@@ -138,6 +141,8 @@ pub(crate) struct SinkShared {
     /// The last error librdkafka reported, to explain failed health checks.
     last_error: Mutex<Option<String>>,
     error_warnings: WarnLimiter,
+    /// Makes the OAUTHBEARER tokens when the sink makes them (`sasl.token_file`, MSK IAM).
+    pub(crate) token: Option<Arc<TokenSource>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -146,7 +151,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SinkShared {
-    pub(crate) fn new(id: String, metrics: Arc<SinkMetrics>) -> Arc<Self> {
+    pub(crate) fn new(id: String, metrics: Arc<SinkMetrics>, token: Option<Arc<TokenSource>>) -> Arc<Self> {
         Arc::new(Self {
             id,
             metrics,
@@ -163,6 +168,7 @@ impl SinkShared {
             rebuilds: AtomicU64::new(0),
             last_error: Mutex::new(None),
             error_warnings: WarnLimiter::new(Duration::from_secs(30)),
+            token,
         })
     }
 
@@ -266,6 +272,10 @@ impl FerryContext {
 }
 
 impl ClientContext for FerryContext {
+    // Only asked when the mechanism is OAUTHBEARER and librdkafka's own OIDC client is not
+    // in use; see `generate_oauth_token`.
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         // Failures also reach `error` below, which users see; the log stream is detail.
         match level {
@@ -281,6 +291,20 @@ impl ClientContext for FerryContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.shared.record_error(&error, reason);
+    }
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        // An error goes back to librdkafka, which reports it through `error` above (warned
+        // at a rate limit) and asks again 10 s later: no retry loop here.
+        match &self.shared.token {
+            Some(source) => Ok(source.token()?),
+            None => Err("sasl.mechanism OAUTHBEARER set through librdkafka_options needs \
+                         sasl.token_file or sasl.token_endpoint_url"
+                .into()),
+        }
     }
 }
 

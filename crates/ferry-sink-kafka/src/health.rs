@@ -24,6 +24,14 @@ pub enum HealthError {
         /// The most specific reason librdkafka gave.
         cause: String,
     },
+    /// The sink cannot make an OAUTHBEARER token (`sasl.token_file`, MSK IAM credentials).
+    #[error("cannot authenticate to {brokers}: {cause}")]
+    NoToken {
+        /// The bootstrap servers.
+        brokers: String,
+        /// Why: one line naming what was tried, never a secret.
+        cause: String,
+    },
     /// The topic is not there (Ferry never creates topics).
     #[error("topic `{topic}` does not exist on {brokers} ({cause}); create it, or set healthcheck_topic")]
     MissingTopic {
@@ -70,6 +78,16 @@ fn check(
     brokers: &str,
     timeout: Duration,
 ) -> Result<(), HealthError> {
+    // Asked first: without a token the metadata request would only time out, and its error
+    // would not say why.
+    if let Some(source) = &shared.token
+        && let Err(e) = source.token()
+    {
+        return Err(HealthError::NoToken {
+            brokers: brokers.to_owned(),
+            cause: e.to_string(),
+        });
+    }
     shared.clear_last_error();
     let metadata =
         producer

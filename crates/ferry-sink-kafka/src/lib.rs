@@ -1,7 +1,9 @@
 //! # ferry-sink-kafka
 //!
 //! Sink `type = "kafka"`: streams events into Apache Kafka through librdkafka (built statically
-//! with OpenSSL, SASL/SCRAM, gzip, lz4, snappy and zstd).
+//! with OpenSSL, SASL/SCRAM, gzip, lz4, snappy and zstd). Cloud logins: SASL OAUTHBEARER through
+//! librdkafka's OIDC client (feature `oidc`) or a token file, and Amazon MSK IAM (feature
+//! `aws-msk-iam`), both features on by default.
 //!
 //! ```toml
 //! [sinks.kafka]
@@ -42,6 +44,10 @@
 //!   topology's deadline a memory-buffered sink writes what it still holds to the dead-letter
 //!   file, a disk-buffered one leaves it in its buffer.
 
+#[cfg(test)]
+mod auth_tests;
+#[cfg(feature = "aws-msk-iam")]
+mod aws_credentials;
 mod client;
 mod config;
 mod context;
@@ -49,17 +55,30 @@ mod dead_letters;
 mod failure;
 mod health;
 mod metadata;
+#[cfg(feature = "aws-msk-iam")]
+mod msk_iam;
 mod record;
 mod replay;
 mod retry;
+mod sasl;
+#[cfg(test)]
+mod sasl_handshake_stub;
 mod sink;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod token;
+mod token_file;
 mod topic;
 
+#[cfg(feature = "aws-msk-iam")]
+pub use aws_credentials::CredentialsError;
 pub use config::{Compression, KafkaSinkConfig, SaslConfig, SaslMechanism, TlsConfig};
+#[cfg(feature = "aws-msk-iam")]
+pub use msk_iam::MskIamError;
 pub use replay::ReplayError;
+pub use token::TokenError;
+pub use token_file::TokenFileError;
 
 /// The version of librdkafka built into this binary, e.g. `2.12.1`.
 pub fn librdkafka_version() -> String {

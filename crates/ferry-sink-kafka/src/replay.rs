@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_core::{ReplayReport, ReplayRequest};
 use ferry_dead_letter::{DeadLetter, DeadLetterError};
 use rdkafka::ClientContext;
+use rdkafka::client::OAuthToken;
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -19,6 +20,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::client::ClientError;
 use crate::config::KafkaSinkConfig;
+use crate::token::{TokenError, TokenSource};
 
 /// How long a replayed letter may take to be confirmed: a replay is run by hand, so it
 /// should answer within a minute rather than wait out a long `message_timeout_ms`.
@@ -33,6 +35,9 @@ pub enum ReplayError {
     /// The producer could not be set up.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The sink's OAUTHBEARER token source could not be set up.
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 /// The delivery opaque of letter `index` of the `file`-th file replayed: a late report of an
@@ -45,9 +50,20 @@ fn letter_key(file: usize, index: usize) -> usize {
 #[derive(Default)]
 struct ReplayContext {
     outcomes: Mutex<HashMap<usize, Result<(), String>>>,
+    /// The sink's own OAUTHBEARER tokens (`sasl.token_file`, MSK IAM), as in `FerryContext`.
+    token: Option<Arc<TokenSource>>,
 }
 
-impl ClientContext for ReplayContext {}
+impl ClientContext for ReplayContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        match &self.token {
+            Some(source) => Ok(source.token()?),
+            None => Err("no token source: set sasl.token_file or sasl.token_endpoint_url".into()),
+        }
+    }
+}
 
 impl ProducerContext for ReplayContext {
     type DeliveryOpaque = usize;
@@ -67,8 +83,14 @@ pub(crate) fn replay(config: &KafkaSinkConfig, request: &ReplayRequest) -> Resul
     let mut client_config = crate::client::client_config(config)?;
     let timeout = config.message_timeout_ms.min(REPLAY_TIMEOUT_MS);
     client_config.set("message.timeout.ms", timeout.to_string());
-    let producer = BaseProducer::from_config_and_context(&client_config, ReplayContext::default())
-        .map_err(|e| ClientError::InvalidSetting(e.to_string()))?;
+    let producer = BaseProducer::from_config_and_context(
+        &client_config,
+        ReplayContext {
+            outcomes: Mutex::default(),
+            token: TokenSource::from_config(&config.sasl)?,
+        },
+    )
+    .map_err(|e| ClientError::InvalidSetting(e.to_string()))?;
     let mut report = ReplayReport::default();
     for (number, file) in ferry_dead_letter::list_files(&dir)?.iter().enumerate() {
         replay_file(
