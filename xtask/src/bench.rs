@@ -377,18 +377,24 @@ pub fn run(args: &[&str]) -> Result<()> {
             ratios_table(&contenders, &results),
             targets_table(&results, options.events)
         ),
-        Input::Files(_) => format!(
-            "{}\n{}\n{}",
+        Input::Files(_) => [
             files::table(&contenders, &results, options.events, input_bytes),
             files::ratios_table(&contenders, &results),
-            files::targets_table(&results, options.events, options.stdin_json_rate)
-        ),
+            files::targets_table(&results, options.events, options.stdin_json_rate),
+        ]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n"),
     };
     println!("\n{table}");
     if options.write_docs {
         let (section, chart) = match options.input {
             Input::Stdin => (stdin_section(&table, &options, args), "docs/benchmarks.png"),
-            Input::Files(_) => (files::section(&table, &options, args), files::CHART),
+            Input::Files(_) => (
+                files::section(&table, &contenders, &results, &options, args),
+                files::CHART,
+            ),
         };
         write_docs(section)?;
         let bars: Vec<crate::chart::Bar> = contenders

@@ -46,8 +46,10 @@ const STOP_LIMIT: Duration = Duration::from_secs(30);
 /// beginning, and omkafka sends each line as it was read (`%msg%`), so the payloads match
 /// ferry's. Only what the bench needs is loaded (no imuxsock, no imklog: the system's syslog
 /// traffic cannot reach this daemon); its state files and pid file live in the run's directory,
-/// and its own messages go to a file there.
-const RSYSLOG_CONFIG: &str = r#"global(workDirectory="{data_dir}")
+/// and its own messages go to a file there. Its informational messages are left out: in the
+/// foreground it also prints them on stderr ("main Q:Reg: worker thread ... terminated"), in the
+/// middle of the bench's lines; warnings and errors still show.
+const RSYSLOG_CONFIG: &str = r#"global(workDirectory="{data_dir}" internalmsg.severity="warning")
 module(load="imfile")
 module(load="omkafka")
 template(name="raw_line" type="string" string="%msg%")
@@ -549,11 +551,17 @@ pub fn ratios_table(contenders: &[Contender], results: &BTreeMap<String, Vec<Mea
     for &n in ferry_files.iter().filter(|&&n| n != 1) {
         pairs.push((format!("ferry-file-{n}"), "ferry-file-1".into()));
     }
+    let mut rows = String::new();
     for (a, b) in pairs {
         if let Some((mid, lowest, highest)) = round_ratios(results, &a, &b) {
-            let _ = writeln!(out, "| {a} / {b} | {mid:.2}x | {lowest:.2}-{highest:.2}x |");
+            let _ = writeln!(rows, "| {a} / {b} | {mid:.2}x | {lowest:.2}-{highest:.2}x |");
         }
     }
+    // Without ferry-file runs there is nothing to compare: no empty table.
+    if rows.is_empty() {
+        return String::new();
+    }
+    out.push_str(&rows);
     out
 }
 
@@ -634,22 +642,51 @@ pub fn targets_table(
 }
 
 /// The rsyslogd version, as `rsyslogd -v` prints it.
-fn rsyslog_version() -> Option<String> {
-    let output = Command::new("rsyslogd").arg("-v").output().ok()?;
+fn rsyslog_version(rsyslogd: &str) -> Option<String> {
+    let output = Command::new(rsyslogd).arg("-v").output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
     text.lines().next()?.split_whitespace().nth(1).map(str::to_owned)
 }
 
-/// The file bench's section of docs/benchmarks.md.
-pub fn section(table: &str, options: &Options, args: &[&str]) -> Section {
-    let rsyslog = match rsyslog_version() {
-        Some(version) => format!(
-            "rsyslog-imfile is Debian's rsyslogd {version} (`rsyslog`, `rsyslog-kafka`) in the foreground on its own configuration (imfile with a wildcard over the same files from their beginning, omkafka sending each line as read, `%msg%`; librdkafka and queue settings left at their defaults, so without idempotence where ferry has it on), its omkafka running librdkafka 2.12.0 from the confluent-kafka wheel through `LD_LIBRARY_PATH`, as kcat does (the bench prints the librdkafka each run had mapped)."
-        ),
-        None => "rsyslog was not part of this run.".into(),
-    };
+/// The file bench's section of docs/benchmarks.md: the run's command, machine and versions,
+/// then its tables. How the runs are made is described above the section, once.
+pub fn section(
+    table: &str,
+    contenders: &[Contender],
+    results: &BTreeMap<String, Vec<Measurement>>,
+    options: &Options,
+    args: &[&str],
+) -> Section {
+    let rsyslog = contenders
+        .iter()
+        .find(|c| c.name.starts_with("rsyslog-imfile-"))
+        .map(|c| {
+            let version = c
+                .argv
+                .first()
+                .and_then(|program| rsyslog_version(program))
+                .unwrap_or_else(|| "(version unknown)".into());
+            let mut mapped: Vec<&str> = results
+                .iter()
+                .filter(|(name, _)| name.starts_with("rsyslog-imfile-"))
+                .flat_map(|(_, runs)| runs.iter().filter_map(|m| m.librdkafka.as_deref()))
+                .collect();
+            mapped.sort_unstable();
+            mapped.dedup();
+            let mapped = if mapped.is_empty() {
+                "none seen".into()
+            } else {
+                mapped
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(" rsyslogd {version}; the librdkafka its runs had mapped: {mapped}.")
+        })
+        .unwrap_or_default();
     let body = format!(
-        "## Files into Kafka: `cargo xtask bench --input file`\n\nCommand: `cargo xtask bench {}` at {}; {} lines, {} alternating rounds, medians. The bench's lines are written once into each file count's set of `*.log` files before the runs; a fresh tansu 0.6.0 broker (memory storage) for each run, one topic of 3 partitions. A tailer never exits by itself: each run ends when a reader following the topic has counted every line, and is measured up to that moment (wall time from the start, CPU seconds of every thread and peak RSS of the process); the contender then gets SIGTERM. ferry-json is ferry reading the same lines on stdin, measured the same way. ferry-file-N is ferry's file source (`read_from = \"beginning\"`, `decoding.codec = \"json\"`) with ferry-json's sink. {rsyslog}\n\n{table}\n![events/s and CPU per million events per contender, file scenarios](benchmarks-file.png)\n\n`cargo xtask bench chart` redraws the picture from this table.",
+        "### Last run\n\nCommand: `cargo xtask bench {}` at {}; {} lines, {} alternating rounds, medians; a fresh tansu 0.6.0 broker (memory storage) for each run, one topic of 3 partitions.{rsyslog}\n\n{table}\n![events/s and CPU per million events per contender, file scenarios](benchmarks-file.png)\n\n`cargo xtask bench chart` redraws the picture from this table.",
         args.join(" "),
         provenance(),
         options.events,
