@@ -43,8 +43,8 @@ const STALL_LIMIT: Duration = Duration::from_secs(120);
 const STOP_LIMIT: Duration = Duration::from_secs(30);
 
 /// The rsyslog configuration of one run: imfile reads every `*.log` of the set from its
-/// beginning, and omkafka sends each line as it was read (`%msg%`), so the payloads match
-/// ferry's. Only what the bench needs is loaded (no imuxsock, no imklog: the system's syslog
+/// beginning, and omkafka sends each line as it was read (`%msg%`), the JSON line itself as
+/// ferry sends it (ferry's file source adds its `file` and `offset` fields to the object). Only what the bench needs is loaded (no imuxsock, no imklog: the system's syslog
 /// traffic cannot reach this daemon); its state files and pid file live in the run's directory,
 /// and its own messages go to a file there. In the foreground rsyslogd also prints every
 /// message of its own on stderr, whatever the configuration says (an occasional "main Q:Reg:
