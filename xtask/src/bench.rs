@@ -5,6 +5,11 @@
 //! MiB/s, CPU seconds of the shipper (user + sys, from `wait4`) per million events, its peak
 //! RSS (`VmHWM`, sampled while it runs: `ru_maxrss` is inherited across fork+exec), and the
 //! broker's CPU seconds. The delivered count is checked by reading the topic back.
+//!
+//! `--input file` runs the file scenarios instead (see [`files`]): the same lines written into
+//! 1, 100 or 1,000 files, tailed by ferry's file source and by rsyslog's imfile.
+
+mod files;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,7 +23,36 @@ use ferry_tansu::{Broker, Storage};
 
 use crate::latency_proxy::LatencyProxy;
 use crate::setup;
-use crate::util::{cargo, root, step};
+use crate::util::{cargo, root, step, target_dir};
+
+const USAGE: &str = "\
+usage: cargo xtask bench [OPTIONS]
+       cargo xtask bench backlog [--events N]
+       cargo xtask bench chart
+
+options:
+  --events N              lines of input (default 1000000)
+  --rounds N              alternating rounds, medians reported (default 3)
+  --only a,b              run only these contenders (names as in the table)
+  --peer NAME='CMD'       an extra contender run with sh -c; {topic} and {brokers} are
+                          substituted, and {files} (the directory of *.log files) with --input file;
+                          a tailer must `exec` its program, as SIGTERM ends only the shell's pid
+  --broker-latency MS     reach the broker through a proxy adding MS each way
+  --input stdin|file      stdin (default): the input on each contender's stdin;
+                          file: the input written into files, tailed by ferry's file source and
+                          rsyslog imfile + omkafka; each run ends when the topic holds every line
+  --files N,N             with --input file: the file counts to run (default 1,100,1000)
+  --stdin-json-rate R     with --input file and without ferry-json in the run: ferry's stdin JSON
+                          events/s to check the one-file target against
+  --no-docs               do not write docs/benchmarks.md and its chart";
+
+/// Where the contenders read the input from.
+#[derive(Clone, Debug, PartialEq)]
+enum Input {
+    Stdin,
+    /// The input spread over each of these numbers of files.
+    Files(Vec<usize>),
+}
 
 struct Options {
     events: u64,
@@ -28,6 +62,9 @@ struct Options {
     write_docs: bool,
     /// Added to each direction between the contenders and the broker.
     broker_latency: Duration,
+    input: Input,
+    /// ferry's stdin JSON events/s measured elsewhere, for the file targets.
+    stdin_json_rate: Option<f64>,
 }
 
 fn parse(args: &[&str]) -> Result<Options> {
@@ -38,7 +75,11 @@ fn parse(args: &[&str]) -> Result<Options> {
         only: None,
         write_docs: true,
         broker_latency: Duration::ZERO,
+        input: Input::Stdin,
+        stdin_json_rate: None,
     };
+    let mut input: Option<String> = None;
+    let mut file_counts: Option<Vec<usize>> = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -51,6 +92,25 @@ fn parse(args: &[&str]) -> Result<Options> {
             "--rounds" => options.rounds = value("--rounds")?.parse().context("--rounds takes a number")?,
             "--only" => options.only = Some(value("--only")?.split(',').map(str::to_owned).collect()),
             "--no-docs" => options.write_docs = false,
+            "--input" => input = Some(value("--input")?.to_owned()),
+            "--files" => {
+                let list = value("--files")?;
+                let counts = list
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().ok().filter(|&n| n > 0))
+                    .collect::<Option<Vec<usize>>>()
+                    .with_context(|| {
+                        format!("--files takes file counts of at least 1, like 1,100,1000 (got `{list}`)")
+                    })?;
+                file_counts = Some(counts);
+            }
+            "--stdin-json-rate" => {
+                let rate = value("--stdin-json-rate")?;
+                options.stdin_json_rate =
+                    Some(rate.parse().with_context(|| {
+                        format!("--stdin-json-rate takes events per second (got `{rate}`)")
+                    })?);
+            }
             "--broker-latency" => {
                 let ms: u64 = value("--broker-latency")?
                     .parse()
@@ -64,13 +124,31 @@ fn parse(args: &[&str]) -> Result<Options> {
                     .context("--peer takes NAME='COMMAND {topic} {brokers}'")?;
                 options.peers.push((name.to_owned(), command.to_owned()));
             }
-            other => bail!(
-                "unknown bench option `{other}`; options: --events N, --rounds N, --only a,b, --peer NAME='CMD {{topic}} {{brokers}}', --broker-latency MS, --no-docs"
-            ),
+            other => bail!("unknown bench option `{other}`\n\n{USAGE}"),
         }
     }
     if options.rounds == 0 || options.events == 0 {
         bail!("--events and --rounds must be at least 1");
+    }
+    options.input = match (input.as_deref(), file_counts) {
+        (None | Some("stdin"), None) => Input::Stdin,
+        (None | Some("stdin"), Some(_)) => bail!("--files needs --input file"),
+        (Some("file"), counts) => {
+            let mut counts = counts.unwrap_or_else(|| vec![1, 100, 1000]);
+            counts.sort_unstable();
+            counts.dedup();
+            if let Some(&n) = counts.iter().find(|&&n| n as u64 > options.events) {
+                bail!(
+                    "--files {n} is more files than the {} lines of input",
+                    options.events
+                );
+            }
+            Input::Files(counts)
+        }
+        (Some(other), _) => bail!("--input takes stdin or file, not `{other}`"),
+    };
+    if options.stdin_json_rate.is_some() && options.input == Input::Stdin {
+        bail!("--stdin-json-rate is for --input file runs");
     }
     Ok(options)
 }
@@ -78,11 +156,26 @@ fn parse(args: &[&str]) -> Result<Options> {
 /// One contender: how to run it for a topic.
 struct Contender {
     name: String,
-    /// The program and its arguments; `{topic}` and `{brokers}` are substituted.
+    /// The program and its arguments; `{topic}`, `{brokers}` and `{data_dir}` are substituted,
+    /// and `${BENCH_CONFIG}` names the written configuration.
     argv: Vec<String>,
     env: Vec<(String, String)>,
-    /// A ferry configuration to write first (its disk buffer needs a fresh data_dir per run).
-    ferry_config: Option<String>,
+    /// A configuration to write before each run, with `{data_dir}`, `{files}`, `{brokers}` and
+    /// `{topic}` substituted: ferry's disk buffer and rsyslog's imfile state need a fresh
+    /// directory per run.
+    config: Option<ConfigFile>,
+    /// File scenarios: how many files it tails. `None`: it reads the input on stdin.
+    files: Option<usize>,
+    /// A configuration check run before each run (`{...}` substituted as in `argv`), so a
+    /// configuration the program rejects fails the bench at once instead of as a stalled run.
+    validate: Option<Vec<String>>,
+}
+
+/// A contender's configuration file.
+struct ConfigFile {
+    /// The file name's extension (`toml`, `conf`).
+    extension: &'static str,
+    text: String,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -92,6 +185,9 @@ struct Measurement {
     peak_rss_kib: u64,
     broker_cpu: f64,
     delivered: u64,
+    /// The librdkafka the contender had mapped when measured (file scenarios), to show which
+    /// one a program given `LD_LIBRARY_PATH` really ran with.
+    librdkafka: Option<String>,
 }
 
 pub fn run(args: &[&str]) -> Result<()> {
@@ -100,18 +196,23 @@ pub fn run(args: &[&str]) -> Result<()> {
     }
     if args == ["chart"] {
         setup::chart_font()?;
-        return crate::chart::from_docs(
-            &root().join("docs/benchmarks.md"),
-            &root().join("docs/benchmarks.png"),
-        );
+        let doc = root().join("docs/benchmarks.md");
+        crate::chart::from_docs(&doc, STDIN_SECTION.0, &root().join("docs/benchmarks.png"))?;
+        if std::fs::read_to_string(&doc)?.contains(files::SECTION.0) {
+            crate::chart::from_docs(&doc, files::SECTION.0, &root().join(files::CHART))?;
+        }
+        return Ok(());
+    }
+    if matches!(args, ["--help"] | ["-h"] | ["help"]) {
+        println!("{USAGE}");
+        return Ok(());
     }
     let options = parse(args)?;
     let tools = setup::install()?;
     if options.write_docs {
         setup::chart_font()?;
     }
-    step("building release binaries (ferry, raw-producer, kafka-read)");
-    cargo(&["build", "--release", "--workspace", "--bins"], &[])?;
+    build_binaries()?;
     let bench_dir = root().join("target/bench");
     std::fs::create_dir_all(&bench_dir)?;
     let input = generate_input(&bench_dir, options.events)?;
@@ -123,7 +224,22 @@ pub fn run(args: &[&str]) -> Result<()> {
             None
         }
     };
-    let contenders = contenders(&options, kcat_lib.as_deref());
+    let (contenders, file_sets) = match &options.input {
+        Input::Stdin => (contenders(&options, kcat_lib.as_deref()), BTreeMap::new()),
+        Input::Files(counts) => {
+            let contenders = files::contenders(&options, counts);
+            let mut sets = BTreeMap::new();
+            for &n in counts {
+                if contenders.iter().any(|c| c.files == Some(n)) {
+                    sets.insert(n, files::spread_input(&bench_dir, &input, options.events, n)?);
+                }
+            }
+            (contenders, sets)
+        }
+    };
+    if contenders.is_empty() {
+        bail!("no contender to run: --only matched none of this input's contenders");
+    }
     step(&format!(
         "{} contenders x {} rounds over {} events ({:.1} MiB); a fresh tansu (memory storage) for each run{}",
         contenders.len(),
@@ -139,7 +255,6 @@ pub fn run(args: &[&str]) -> Result<()> {
             )
         }
     ));
-    let release = root().join("target/release");
     let mut results: BTreeMap<String, Vec<Measurement>> = BTreeMap::new();
     let total = contenders.len() * options.rounds;
     let progress = indicatif::ProgressBar::new(total as u64);
@@ -180,23 +295,55 @@ pub fn run(args: &[&str]) -> Result<()> {
             broker.create_topic(&topic, 3)?;
             let data_dir = bench_dir.join(format!("data-{}-{round}", contender.name));
             let _ = std::fs::remove_dir_all(&data_dir);
+            let files_dir = contender
+                .files
+                .and_then(|n| file_sets.get(&n))
+                .map(|dir: &PathBuf| dir.display().to_string())
+                .unwrap_or_default();
+            let fill = |s: &str| {
+                s.replace("{topic}", &topic)
+                    .replace("{brokers}", &brokers)
+                    .replace("{data_dir}", &data_dir.display().to_string())
+                    .replace("{files}", &files_dir)
+            };
             let mut env = contender.env.clone();
-            if let Some(config) = &contender.ferry_config {
-                let path = bench_dir.join(format!("{}.toml", contender.name));
-                let text = config.replace("{data_dir}", &data_dir.display().to_string());
-                std::fs::write(&path, text)?;
+            if let Some(config) = &contender.config {
+                // rsyslog wants its work directory to exist; ferry creates its data_dir itself.
+                std::fs::create_dir_all(&data_dir)
+                    .with_context(|| format!("cannot create {}", data_dir.display()))?;
+                let path = bench_dir.join(format!("{}.{}", contender.name, config.extension));
+                std::fs::write(&path, fill(&config.text))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 env.push(("BENCH_CONFIG".into(), path.display().to_string()));
             }
             env.push(("BENCH_BROKERS".into(), brokers.clone()));
             env.push(("BENCH_TOPIC".into(), topic.clone()));
-            let argv: Vec<String> = contender
-                .argv
-                .iter()
-                .map(|a| a.replace("{topic}", &topic).replace("{brokers}", &brokers))
-                .collect();
-            eprint!("[{done}/{total}] round {round}: {:<18}", contender.name);
-            let mut m = measure(&argv, &env, &input, broker_pid)?;
-            m.delivered = count_records(&release.join("kafka-read"), &brokers, &topic)?;
+            let argv: Vec<String> = contender.argv.iter().map(|a| fill(a)).collect();
+            if let Some(check) = &contender.validate {
+                let check: Vec<String> = check.iter().map(|a| fill(a)).collect();
+                files::validate(&check, &env)
+                    .with_context(|| format!("{}: its configuration does not validate", contender.name))?;
+            }
+            eprint!("[{done}/{total}] round {round}: {:<20}", contender.name);
+            let mut m = match options.input {
+                Input::Stdin => measure(&argv, &env, &input, broker_pid)?,
+                Input::Files(_) => {
+                    // The stdin contender of a file bench is measured like the tailers (until
+                    // the topic holds every line, with a reader following the topic alongside),
+                    // so their ratios compare like with like.
+                    let stdin = contender.files.is_none().then_some(input.as_path());
+                    let follower =
+                        files::Follower::start(&bin("kafka-read"), &brokers, &topic, options.events)?;
+                    let kept = if data_dir.is_dir() {
+                        format!("; its data directory {} is kept", data_dir.display())
+                    } else {
+                        String::new()
+                    };
+                    files::measure_until_delivered(&argv, &env, stdin, broker_pid, follower, options.events)
+                        .with_context(|| format!("{} (round {round}{kept})", contender.name))?
+                }
+            };
+            m.delivered = count_records(&bin("kafka-read"), &brokers, &topic)?;
             eprintln!(
                 " {:>9.0} events/s  {:>5.2} CPU s/M  {:>6.1} MiB peak  delivered {}",
                 options.events as f64 / m.wall,
@@ -204,9 +351,17 @@ pub fn run(args: &[&str]) -> Result<()> {
                 m.peak_rss_kib as f64 / 1024.0,
                 m.delivered
             );
+            if let Some(lib) = &m.librdkafka {
+                eprintln!("    librdkafka mapped: {lib}");
+            }
             if m.delivered < options.events {
                 eprintln!(
                     "    WARNING: {} of {} events delivered",
+                    m.delivered, options.events
+                );
+            } else if m.delivered > options.events {
+                eprintln!(
+                    "    WARNING: {} records for {} events: duplicates",
                     m.delivered, options.events
                 );
             }
@@ -215,15 +370,33 @@ pub fn run(args: &[&str]) -> Result<()> {
         }
     }
     progress.finish_and_clear();
-    let table = format!(
-        "{}\n{}\n{}",
-        table(&contenders, &results, options.events, input_bytes),
-        ratios_table(&contenders, &results),
-        targets_table(&results, options.events)
-    );
+    let table = match options.input {
+        Input::Stdin => format!(
+            "{}\n{}\n{}",
+            table(&contenders, &results, options.events, input_bytes),
+            ratios_table(&contenders, &results),
+            targets_table(&results, options.events)
+        ),
+        Input::Files(_) => [
+            files::table(&contenders, &results, options.events, input_bytes),
+            files::ratios_table(&contenders, &results),
+            files::targets_table(&results, options.events, options.stdin_json_rate),
+        ]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n"),
+    };
     println!("\n{table}");
     if options.write_docs {
-        write_docs(&table, &options, args)?;
+        let (section, chart) = match options.input {
+            Input::Stdin => (stdin_section(&table, &options, args), "docs/benchmarks.png"),
+            Input::Files(_) => (
+                files::section(&table, &contenders, &results, &options, args),
+                files::CHART,
+            ),
+        };
+        write_docs(section)?;
         let bars: Vec<crate::chart::Bar> = contenders
             .iter()
             .map(|c| {
@@ -239,30 +412,78 @@ pub fn run(args: &[&str]) -> Result<()> {
                 }
             })
             .collect();
-        crate::chart::draw(&root().join("docs/benchmarks.png"), &bars)?;
-        println!("written to docs/benchmarks.md and docs/benchmarks.png");
+        crate::chart::draw(&root().join(chart), &bars)?;
+        println!("written to docs/benchmarks.md and {chart}");
     }
     Ok(())
 }
 
-fn contenders(options: &Options, kcat_lib: Option<&Path>) -> Vec<Contender> {
-    let release = root().join("target/release");
-    let ferry = release.join("ferry").display().to_string();
-    let ferry_with = |name: &str, sink_extra: &str, decode: &str| Contender {
+/// The binaries the bench runs, copied out of the target directory.
+const BINARIES: [&str; 3] = ["ferry", "kafka-read", "raw-producer"];
+
+/// Builds [`BINARIES`] in release mode and copies them to `target/bench/bin` in this checkout:
+/// a target directory shared with another checkout (`CARGO_TARGET_DIR`) holds whichever
+/// checkout built last, and that may change during a bench.
+fn build_binaries() -> Result<()> {
+    step("building release binaries (ferry, kafka-read, raw-producer)");
+    cargo(
+        &["build", "--release", "-p", "ferry", "-p", "ferry-e2e", "--bins"],
+        &[],
+    )?;
+    let built = target_dir().join("release");
+    let dir = root().join("target/bench/bin");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for name in BINARIES {
+        let from = built.join(name);
+        std::fs::copy(&from, dir.join(name))
+            .with_context(|| format!("cannot copy {} into {}", from.display(), dir.display()))?;
+    }
+    Ok(())
+}
+
+/// A binary [`build_binaries`] built for this bench.
+fn bin(name: &str) -> PathBuf {
+    root().join("target/bench/bin").join(name)
+}
+
+/// The Kafka sink every ferry contender uses, with `extra` settings appended.
+fn kafka_sink(extra: &str) -> String {
+    format!(
+        "[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"${{BENCH_BROKERS}}\"\ntopic = \"${{BENCH_TOPIC}}\"\n{extra}\n"
+    )
+}
+
+/// ferry run on the written configuration.
+fn ferry_argv() -> Vec<String> {
+    vec![
+        bin("ferry").display().to_string(),
+        "--config".into(),
+        "${BENCH_CONFIG}".into(),
+        "--summary-interval".into(),
+        "0".into(),
+        "-q".into(),
+    ]
+}
+
+/// ferry reading stdin, decoding with `decode`, its sink given `sink_extra`.
+fn ferry_stdin(name: &str, sink_extra: &str, decode: &str) -> Contender {
+    Contender {
         name: name.to_owned(),
-        argv: vec![
-            ferry.clone(),
-            "--config".into(),
-            "${BENCH_CONFIG}".into(),
-            "--summary-interval".into(),
-            "0".into(),
-            "-q".into(),
-        ],
+        argv: ferry_argv(),
         env: Vec::new(),
-        ferry_config: Some(format!(
-            "data_dir = \"{{data_dir}}\"\n[sources.in]\ntype = \"stdin\"\ndecoding.codec = \"{decode}\"\n\n[sinks.kafka]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"${{BENCH_BROKERS}}\"\ntopic = \"${{BENCH_TOPIC}}\"\n{sink_extra}\n"
-        )),
-    };
+        config: Some(ConfigFile {
+            extension: "toml",
+            text: format!(
+                "data_dir = \"{{data_dir}}\"\n[sources.in]\ntype = \"stdin\"\ndecoding.codec = \"{decode}\"\n\n{}",
+                kafka_sink(sink_extra)
+            ),
+        }),
+        files: None,
+        validate: None,
+    }
+}
+
+fn contenders(options: &Options, kcat_lib: Option<&Path>) -> Vec<Contender> {
     let mut all = Vec::new();
     if let Some(lib) = kcat_lib {
         all.push(Contender {
@@ -280,7 +501,9 @@ fn contenders(options: &Options, kcat_lib: Option<&Path>) -> Vec<Contender> {
             .map(String::from)
             .to_vec(),
             env: vec![("LD_LIBRARY_PATH".into(), lib.display().to_string())],
-            ferry_config: None,
+            config: None,
+            files: None,
+            validate: None,
         });
         // Ferry runs the idempotent producer by default and kcat does not: this one is the
         // like-for-like comparison.
@@ -301,32 +524,36 @@ fn contenders(options: &Options, kcat_lib: Option<&Path>) -> Vec<Contender> {
             .map(String::from)
             .to_vec(),
             env: vec![("LD_LIBRARY_PATH".into(), lib.display().to_string())],
-            ferry_config: None,
+            config: None,
+            files: None,
+            validate: None,
         });
     }
     all.push(Contender {
         name: "raw-rdkafka".into(),
         argv: vec![
-            release.join("raw-producer").display().to_string(),
+            bin("raw-producer").display().to_string(),
             "{brokers}".into(),
             "{topic}".into(),
         ],
         env: Vec::new(),
-        ferry_config: None,
+        config: None,
+        files: None,
+        validate: None,
     });
-    all.push(ferry_with("ferry-text", "encoding.codec = \"text\"", "bytes"));
-    all.push(ferry_with("ferry-json", "encoding.codec = \"json\"", "json"));
-    all.push(ferry_with(
+    all.push(ferry_stdin("ferry-text", "encoding.codec = \"text\"", "bytes"));
+    all.push(ferry_stdin("ferry-json", "encoding.codec = \"json\"", "json"));
+    all.push(ferry_stdin(
         "ferry-json-disk",
         "encoding.codec = \"json\"\nbuffer.type = \"disk\"\nbuffer.max_size = 4294967296",
         "json",
     ));
-    all.push(ferry_with(
+    all.push(ferry_stdin(
         "ferry-json-lz4",
         "encoding.codec = \"json\"\ncompression = \"lz4\"",
         "json",
     ));
-    all.push(ferry_with(
+    all.push(ferry_stdin(
         "ferry-json-zstd",
         "encoding.codec = \"json\"\ncompression = \"zstd\"",
         "json",
@@ -336,7 +563,9 @@ fn contenders(options: &Options, kcat_lib: Option<&Path>) -> Vec<Contender> {
             name: name.clone(),
             argv: vec!["sh".into(), "-c".into(), command.clone()],
             env: Vec::new(),
-            ferry_config: None,
+            config: None,
+            files: None,
+            validate: None,
         });
     }
     if let Some(only) = &options.only {
@@ -416,11 +645,14 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// `s` with each `${NAME}` of `env` replaced by its value.
+fn expand(s: &str, env: &[(String, String)]) -> String {
+    env.iter()
+        .fold(s.to_owned(), |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v))
+}
+
 fn measure(argv: &[String], env: &[(String, String)], input: &Path, broker_pid: u32) -> Result<Measurement> {
-    let expand = |s: &str| {
-        env.iter()
-            .fold(s.to_owned(), |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v))
-    };
+    let expand = |s: &str| expand(s, env);
     let mut cmd = Command::new(expand(&argv[0]));
     cmd.args(argv[1..].iter().map(|a| expand(a)))
         .stdin(File::open(input)?)
@@ -464,6 +696,7 @@ fn measure(argv: &[String], env: &[(String, String)], input: &Path, broker_pid: 
         peak_rss_kib: peak,
         broker_cpu: proc_cpu(broker_pid) - broker_before,
         delivered: 0,
+        librdkafka: None,
     })
 }
 
@@ -488,21 +721,43 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// One contender's runs in a table row: medians, and the delivered counts' range.
+struct Summary {
+    rate: f64,
+    cpu_per_million: f64,
+    rss_mib: f64,
+    broker_cpu_per_million: f64,
+    delivered_min: u64,
+    delivered_max: u64,
+}
+
+fn summarize(runs: &[Measurement], events: u64) -> Summary {
+    let millions = events as f64 / 1e6;
+    Summary {
+        rate: median(runs.iter().map(|m| events as f64 / m.wall).collect()),
+        cpu_per_million: median(runs.iter().map(|m| m.cpu / millions).collect()),
+        rss_mib: median(runs.iter().map(|m| m.peak_rss_kib as f64 / 1024.0).collect()),
+        broker_cpu_per_million: median(runs.iter().map(|m| m.broker_cpu / millions).collect()),
+        delivered_min: runs.iter().map(|m| m.delivered).min().unwrap_or(0),
+        delivered_max: runs.iter().map(|m| m.delivered).max().unwrap_or(0),
+    }
+}
+
 fn table(
     contenders: &[Contender],
     results: &BTreeMap<String, Vec<Measurement>>,
     events: u64,
     bytes: u64,
 ) -> String {
-    let millions = events as f64 / 1e6;
     let row = |name: &str| {
-        let runs = &results[name];
-        let rate = median(runs.iter().map(|m| events as f64 / m.wall).collect());
-        let cpu = median(runs.iter().map(|m| m.cpu / millions).collect());
-        let rss = median(runs.iter().map(|m| m.peak_rss_kib as f64 / 1024.0).collect());
-        let broker = median(runs.iter().map(|m| m.broker_cpu / millions).collect());
-        let delivered = runs.iter().map(|m| m.delivered).min().unwrap_or(0);
-        (rate, cpu, rss, broker, delivered)
+        let s = summarize(&results[name], events);
+        (
+            s.rate,
+            s.cpu_per_million,
+            s.rss_mib,
+            s.broker_cpu_per_million,
+            s.delivered_min,
+        )
     };
     let kcat = results.contains_key("kcat").then(|| row("kcat"));
     let mut out = String::from(
@@ -642,9 +897,18 @@ fn targets_table(results: &BTreeMap<String, Vec<Measurement>>, events: u64) -> S
     out
 }
 
-fn write_docs(table: &str, options: &Options, args: &[&str]) -> Result<()> {
-    let path = root().join("docs/benchmarks.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+/// The markers around the stdin bench's section of docs/benchmarks.md.
+const STDIN_SECTION: (&str, &str) = ("<!-- bench:start -->", "<!-- bench:end -->");
+
+/// A marked section of docs/benchmarks.md, replaced whole by the run that wrote it.
+struct Section {
+    start: &'static str,
+    end: &'static str,
+    body: String,
+}
+
+/// The commit measured and the machine it ran on: `commit X; N cores (CPU)`.
+fn provenance() -> String {
     let commit = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .current_dir(root())
@@ -660,22 +924,36 @@ fn write_docs(table: &str, options: &Options, args: &[&str]) -> Result<()> {
         })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let section = format!(
-        "<!-- bench:start -->\n## End to end: `cargo xtask bench`\n\nCommand: `cargo xtask bench {}` at commit {commit}; {cores} cores ({cpu}); {} events, {} alternating rounds, medians. A fresh tansu 0.6.0 broker (memory storage) for each run, one topic of 3 partitions; each run's delivered count read back from the topic. kcat is Debian's kcat 1.7.1 running librdkafka 2.12.0 (from the confluent-kafka wheel); raw-rdkafka is `tests/support/bin/raw_producer.rs`: the `rdkafka` crate alone (`ThreadedProducer`, `BaseRecord`) with Ferry's librdkafka settings and no events, codecs or buffers.\n\n{table}\n![events/s and CPU per million events per contender](benchmarks.png)\n\n`cargo xtask bench chart` redraws the picture from this table.\n<!-- bench:end -->",
+    format!("commit {commit}; {cores} cores ({cpu})")
+}
+
+fn stdin_section(table: &str, options: &Options, args: &[&str]) -> Section {
+    let body = format!(
+        "## End to end: `cargo xtask bench`\n\nCommand: `cargo xtask bench {}` at {}; {} events, {} alternating rounds, medians. A fresh tansu 0.6.0 broker (memory storage) for each run, one topic of 3 partitions; each run's delivered count read back from the topic. kcat is Debian's kcat 1.7.1 running librdkafka 2.12.0 (from the confluent-kafka wheel); raw-rdkafka is `tests/support/bin/raw_producer.rs`: the `rdkafka` crate alone (`ThreadedProducer`, `BaseRecord`) with Ferry's librdkafka settings and no events, codecs or buffers.\n\n{table}\n![events/s and CPU per million events per contender](benchmarks.png)\n\n`cargo xtask bench chart` redraws the picture from this table.",
         args.join(" "),
+        provenance(),
         options.events,
         options.rounds
     );
-    let updated = match (doc.find("<!-- bench:start -->"), doc.find("<!-- bench:end -->")) {
-        (Some(start), Some(end)) => format!(
-            "{}{}{}",
-            &doc[..start],
-            section,
-            &doc[end + "<!-- bench:end -->".len()..]
-        ),
-        _ => format!("{}\n{section}\n", doc.trim_end()),
+    Section {
+        start: STDIN_SECTION.0,
+        end: STDIN_SECTION.1,
+        body,
+    }
+}
+
+/// Replaces `section` in docs/benchmarks.md, or appends it the first time.
+fn write_docs(section: Section) -> Result<()> {
+    let path = root().join("docs/benchmarks.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let marked = format!("{}\n{}\n{}", section.start, section.body, section.end);
+    let updated = match (doc.find(section.start), doc.find(section.end)) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}{}{}", &doc[..start], marked, &doc[end + section.end.len()..])
+        }
+        _ => format!("{}\n\n{marked}\n", doc.trim_end()),
     };
-    std::fs::write(path, updated)?;
+    std::fs::write(&path, updated).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -687,12 +965,11 @@ fn backlog(args: &[&str]) -> Result<()> {
         ["--events", n] => n.parse().context("--events takes a number")?,
         _ => bail!("usage: cargo xtask bench backlog [--events N]"),
     };
-    step("building release binaries");
-    cargo(&["build", "--release", "--workspace", "--bins"], &[])?;
+    build_binaries()?;
     let dir = root().join("target/bench/backlog");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let ferry = root().join("target/release/ferry").display().to_string();
+    let ferry = bin("ferry").display().to_string();
     // Nothing listens on this port: every event stays in the buffer.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let sink = format!(

@@ -95,13 +95,13 @@ fn panel(
     Ok(())
 }
 
-/// Redraws the chart from the table `cargo xtask bench` wrote into docs/benchmarks.md
-/// (`cargo xtask bench chart`), so the picture can be regenerated without rerunning.
-pub fn from_docs(doc: &Path, png: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(doc)?;
+/// Redraws a chart from the table `cargo xtask bench` wrote into docs/benchmarks.md after
+/// `marker` (`cargo xtask bench chart`), so the picture can be regenerated without rerunning.
+pub fn from_docs(doc: &Path, marker: &str, png: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(doc).with_context(|| format!("cannot read {}", doc.display()))?;
     let start = text
-        .find("<!-- bench:start -->")
-        .context("no benchmark table in the docs")?;
+        .find(marker)
+        .with_context(|| format!("no benchmark table after {marker} in {}", doc.display()))?;
     // The first table after the marker: its header, separator, then a row per contender.
     let bars: Vec<Bar> = text[start..]
         .lines()

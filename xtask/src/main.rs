@@ -7,7 +7,8 @@
 //! - `demo`: the main job end to end: broker, ferry streaming demo logs, records read back.
 //! - `test`: everything CI runs: setup, lint, and every test of the workspace.
 //! - `lint`: `cargo fmt --check` and clippy with `-D warnings`.
-//! - `bench`: Ferry side by side with kcat and a raw librdkafka producer.
+//! - `bench`: Ferry side by side with kcat and a raw librdkafka producer; with `--input file`,
+//!   Ferry's file source side by side with rsyslog's imfile.
 //! - `dist`: the release tarball (stripped binary, service files, docs, license) and its
 //!   checksum.
 //! - `reliability`: the fault scenarios of `tests/reliability.rs`, one ledger line each.
@@ -36,7 +37,9 @@ tasks:
   test          setup + lint + every test (what CI runs)
   bench         ferry vs kcat vs a raw rdkafka producer; prints a table, writes docs/benchmarks.md
                 (--events N, --rounds N, --only a,b, --peer NAME='CMD {topic} {brokers}',
-                --broker-latency MS (through a proxy delaying each direction), --no-docs)
+                --broker-latency MS (through a proxy delaying each direction), --no-docs);
+                --input file [--files 1,100,1000]: the lines in files, ferry's file source vs
+                rsyslog imfile; `cargo xtask bench --help` for every option
   dist          build the release tarball target/dist/ferry-VERSION-TARGET.tar.gz (stripped
                 binary, ferry.toml, ferry.service, README, LICENSE, docs) and its .sha256
   lint          cargo fmt --check and cargo clippy -D warnings

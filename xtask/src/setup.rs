@@ -28,12 +28,13 @@ pub struct Tools {
 
 /// Installs what is missing; quick when everything is there.
 pub fn install() -> Result<Tools> {
-    debian_packages()?;
+    debian_packages(DEBIAN_PACKAGES)?;
     Ok(Tools { tansu: tansu()? })
 }
 
-fn debian_packages() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+/// Installs the Debian packages of `wanted` that are not installed yet.
+fn debian_packages(wanted: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| {
@@ -131,14 +132,39 @@ pub fn chart_font() -> Result<()> {
     run_command(&mut apt(&["install", "-y", "-qq", "fonts-dejavu-core"]))
 }
 
-/// A directory holding `librdkafka.so.1` from the confluent-kafka wheel (librdkafka 2.12):
-/// Debian's kcat links librdkafka 2.0.2, which cannot talk to tansu, and runs with this on
-/// `LD_LIBRARY_PATH` instead. Installs the wheel (and kcat) on first use.
+/// Debian's kcat (installed on first use) links librdkafka 2.0.2, which cannot talk to tansu:
+/// the directory of the [`newer_librdkafka`] it runs with on `LD_LIBRARY_PATH`.
 pub fn kcat_librdkafka() -> Result<PathBuf> {
     if !on_path("kcat") {
         step("installing kcat (Debian package)");
         run_command(&mut apt(&["install", "-y", "-qq", "kcat"]))?;
     }
+    newer_librdkafka()
+}
+
+/// rsyslogd with its `imfile` and `omkafka` modules (Debian's `rsyslog` and `rsyslog-kafka`),
+/// for the file benchmark, and the directory of the librdkafka its omkafka must run with:
+/// Debian's omkafka links librdkafka 2.0.2 like Debian's kcat, so it gets the same
+/// [`newer_librdkafka`] on `LD_LIBRARY_PATH` (the dynamic loader honours it for the modules
+/// rsyslogd loads with `dlopen`, and their dependencies).
+///
+/// Installing the package on a machine whose init system starts services also starts a
+/// system rsyslogd; the bench runs its own daemon beside it (own configuration, pid file and
+/// work directory), which a system daemon does not disturb.
+pub fn rsyslog() -> Result<(PathBuf, PathBuf)> {
+    debian_packages(&["rsyslog", "rsyslog-kafka"])?;
+    let rsyslogd = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .context("the rsyslog package is installed but rsyslogd is not in /usr/sbin or /sbin")?;
+    Ok((rsyslogd, newer_librdkafka()?))
+}
+
+/// A directory holding `librdkafka.so.1` from the confluent-kafka wheel (librdkafka 2.12),
+/// installed on first use: Debian's librdkafka 2.0.2 fails the ApiVersions handshake with
+/// tansu 0.6.0, so Debian's Kafka clients run with this on `LD_LIBRARY_PATH`.
+pub fn newer_librdkafka() -> Result<PathBuf> {
     let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
     let lib_dir = home.join(".cache/ferry/librdkafka");
     let link = lib_dir.join("librdkafka.so.1");
@@ -146,7 +172,7 @@ pub fn kcat_librdkafka() -> Result<PathBuf> {
         return Ok(lib_dir);
     }
     let wheel_dir = home.join(".cache/ferry/confluent-kafka");
-    step("installing librdkafka 2.12 for kcat (PyPI confluent-kafka wheel)");
+    step("installing librdkafka 2.12 for kcat and omkafka (PyPI confluent-kafka wheel)");
     run_command(
         Command::new("python3")
             .args(["-m", "pip", "install", "-q", "--target"])
