@@ -30,6 +30,55 @@ fn spawn(config: &ConfigDir, args: &[&str]) -> (Child, ChildStdin) {
     (child, stdin)
 }
 
+/// A sample's value as a float (gauges of seconds, librdkafka's figures).
+fn metric_f64(scrape: &str, sample: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The names of a scrape's samples; a histogram's `_bucket`, `_sum` and `_count` go by the
+/// histogram's name (as the docs list it).
+fn sample_names(scrape: &str) -> Vec<&str> {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|name| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .find(|stem| scrape.contains(&format!("# TYPE {stem} histogram\n")))
+                .unwrap_or(name)
+        })
+        .collect()
+}
+
+/// stdin → sink `kafka` with the endpoint at `address`, for tests that stop the broker; `extra`
+/// goes in the sink's table. Idempotence is off only because of a tansu 0.6.0 bug after an
+/// outage (see kafka_outages.rs).
+fn outage_config(address: &str, brokers: &str, topic: &str, extra: &str) -> ConfigDir {
+    ConfigDir::new(&format!(
+        r#"
+[api]
+address = "{address}"
+
+[sources.in]
+type = "stdin"
+
+[sinks.kafka]
+type = "kafka"
+inputs = ["in"]
+bootstrap_servers = "{brokers}"
+topic = "{topic}"
+socket_timeout_ms = 1000
+librdkafka_options."enable.idempotence" = "false"
+{extra}
+"#
+    ))
+}
+
 /// A sample of sink `kafka` in a scrape.
 fn kafka_metric(scrape: &str, name: &str) -> Option<u64> {
     metric(scrape, &format!("{name}{{sink=\"kafka\"}}"))
@@ -106,13 +155,96 @@ encoding.codec = "json"
         http_get(&address, "/health"),
         Some((200, r#"{"status":"ok"}"#.to_owned()))
     );
+    // The source: every line, every byte (newlines included), nothing undecodable.
+    let source = |name: &str| metric(&scrape, &format!("{name}{{source=\"in\"}}"));
+    assert_eq!(
+        source("ferry_source_received_events_total"),
+        Some(good + bad),
+        "{scrape}"
+    );
+    assert_eq!(
+        source("ferry_source_received_bytes_total"),
+        Some(input.len() as u64),
+        "{scrape}"
+    );
+    for kind in ["undecodable", "split_line", "read"] {
+        let sample = format!("ferry_source_errors_total{{source=\"in\",kind=\"{kind}\"}}");
+        assert_eq!(metric(&scrape, &sample), Some(0), "{sample}:\n{scrape}");
+    }
+    // The sink's failures by kind: the events whose topic could not be rendered.
+    let errors = |kind: &str| {
+        metric(
+            &scrape,
+            &format!("ferry_sink_errors_total{{sink=\"kafka\",kind=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(errors("template"), Some(bad), "{scrape}");
+    assert_eq!(errors("record"), Some(0), "{scrape}");
+    // One latency observation per delivery, and none beyond the last bucket's count.
+    assert_eq!(
+        kafka_metric(&scrape, "ferry_delivery_latency_seconds_count"),
+        Some(good),
+        "{scrape}"
+    );
+    assert_eq!(
+        metric(
+            &scrape,
+            "ferry_delivery_latency_seconds_bucket{le=\"+Inf\",sink=\"kafka\"}"
+        ),
+        Some(good),
+        "{scrape}"
+    );
+    // Per topic, the template's rendered topic.
+    assert_eq!(
+        metric(
+            &scrape,
+            &format!("ferry_kafka_topic_delivered_events_total{{sink=\"kafka\",topic=\"{topic}\"}}")
+        ),
+        Some(good),
+        "{scrape}"
+    );
+    assert!(!scrape.contains("topic=\"_other\""), "{scrape}");
+    // Nothing waits, so no age.
+    assert_eq!(
+        metric_f64(&scrape, "ferry_buffer_oldest_event_age_seconds{sink=\"kafka\"}"),
+        Some(0.0),
+        "{scrape}"
+    );
+    // librdkafka's statistics, after an interval (5 s by default): queue and broker figures.
+    let stats = wait_until(Duration::from_secs(20), || {
+        if let Some((200, body)) = http_get(&address, "/metrics") {
+            scrape = body;
+        }
+        scrape.contains("ferry_kafka_queue_messages{sink=\"kafka\"}")
+    });
+    assert!(stats, "no librdkafka statistics:\n{scrape}");
+    assert_eq!(
+        metric_f64(&scrape, "ferry_kafka_queue_messages{sink=\"kafka\"}"),
+        Some(0.0),
+        "{scrape}"
+    );
+    let up: Vec<&str> = scrape
+        .lines()
+        .filter(|l| l.starts_with("ferry_kafka_broker_up{sink=\"kafka\",broker=") && l.ends_with(" 1.0"))
+        .collect();
+    assert!(!up.is_empty(), "a broker is up:\n{scrape}");
+    for family in [
+        "ferry_kafka_broker_rtt_avg_seconds",
+        "ferry_kafka_broker_rtt_p99_seconds",
+        "ferry_kafka_broker_tx_errors_total",
+        "ferry_kafka_broker_rx_errors_total",
+        "ferry_kafka_broker_request_timeouts_total",
+    ] {
+        assert!(
+            scrape.contains(&format!("{family}{{sink=\"kafka\",broker=")),
+            "{family}:\n{scrape}"
+        );
+    }
 
     // Every sample the running binary exposes is documented.
     let docs = std::fs::read_to_string(ferry_e2e::root().join("docs/observability.md")).unwrap();
-    let undocumented: Vec<&str> = scrape
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(['{', ' ']).next())
+    let undocumented: Vec<&str> = sample_names(&scrape)
+        .into_iter()
         .filter(|name| !docs.contains(&format!("`{name}`")))
         .collect();
     assert!(
@@ -140,6 +272,12 @@ encoding.codec = "json"
         "read back exactly what /metrics says was delivered"
     );
     assert_eq!(seqs.len() as u64, good);
+    let payload_bytes: usize = records.iter().map(|r| r.payload_str().len()).sum();
+    assert_eq!(
+        kafka_metric(&scrape, "ferry_sent_bytes_total"),
+        Some(payload_bytes as u64),
+        "the bytes sent are the payloads read back"
+    );
 
     drop(stdin);
     let output = wait_with_limit(child, Duration::from_secs(60));
@@ -167,25 +305,7 @@ fn health_is_503_naming_the_sink_while_the_broker_is_away_and_200_once_it_is_bac
     kafka.create_topics(&[topic]);
     let brokers = kafka.bootstrap_servers().to_owned();
     let address = api_address();
-    // Idempotence off only because of a tansu 0.6.0 bug after an outage (see kafka_outages.rs).
-    let config = ConfigDir::new(&format!(
-        r#"
-[api]
-address = "{address}"
-
-[sources.in]
-type = "stdin"
-
-[sinks.kafka]
-type = "kafka"
-inputs = ["in"]
-bootstrap_servers = "{brokers}"
-topic = "{topic}"
-message_timeout_ms = 2000
-socket_timeout_ms = 1000
-librdkafka_options."enable.idempotence" = "false"
-"#
-    ));
+    let config = outage_config(&address, &brokers, topic, "message_timeout_ms = 2000");
     let (child, mut stdin) = spawn(&config, &["--shutdown-timeout", "90"]);
     // A steady trickle of lines for the whole test, so events wait while the broker is away.
     let stop = Arc::new(AtomicBool::new(false));
@@ -223,7 +343,12 @@ librdkafka_options."enable.idempotence" = "false"
     let reason = json["sinks"]["kafka"]
         .as_str()
         .unwrap_or_else(|| panic!("names the sink: {body}"));
-    assert!(reason.contains("no delivery confirmed"), "{reason}");
+    // Whichever comes first: the stall (events wait, nothing confirmed for 10 s) or the
+    // statistics showing no broker up for 10 s.
+    assert!(
+        reason.contains("no delivery confirmed") || reason.contains("no broker reachable"),
+        "{reason}"
+    );
     let (_, scrape) = http_get(&address, "/metrics").unwrap();
     assert_eq!(kafka_metric(&scrape, "ferry_sink_healthy"), Some(0), "{scrape}");
 
@@ -246,6 +371,80 @@ librdkafka_options."enable.idempotence" = "false"
     let records = read_topic(&brokers, topic, total as usize, Duration::from_secs(2));
     let got: HashSet<&str> = records.iter().map(|r| r.payload_str()).collect();
     assert_eq!(got.len() as u64, total, "every line arrived");
+}
+
+#[test]
+fn health_is_503_when_no_broker_is_reachable_even_while_idle_and_200_once_one_is() {
+    let topic = "api-idle-health";
+    let broker_dir = tempfile::tempdir().unwrap();
+    let mut kafka = TestKafka::local(Storage::Sqlite(broker_dir.path().to_owned()));
+    kafka.create_topics(&[topic]);
+    let brokers = kafka.bootstrap_servers().to_owned();
+    let address = api_address();
+    // Statistics every second (overriding the 5 s default) so the test waits less.
+    let config = outage_config(
+        &address,
+        &brokers,
+        topic,
+        "librdkafka_options.\"statistics.interval.ms\" = \"1000\"",
+    );
+    let (child, mut stdin) = spawn(&config, &[]);
+    stdin
+        .write_all(b"one line so the producer has talked to the broker\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    let health = || http_get(&address, "/health");
+    let mut scrape = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            if let Some((200, body)) = http_get(&address, "/metrics") {
+                scrape = body;
+            }
+            kafka_metric(&scrape, "ferry_delivered_events_total") == Some(1)
+                && scrape.contains("ferry_kafka_broker_up{sink=\"kafka\"")
+        }),
+        "delivered, with statistics:\n{scrape}"
+    );
+    assert_eq!(health().map(|(s, _)| s), Some(200));
+
+    // Idle: nothing waits, yet the sink cannot reach a broker.
+    kafka.broker.as_mut().unwrap().stop();
+    let mut seen = None;
+    let unhealthy = wait_until(Duration::from_secs(40), || {
+        seen = health();
+        seen.as_ref().is_some_and(|(s, _)| *s == 503)
+    });
+    assert!(unhealthy, "503 while no broker is reachable: {seen:?}");
+    let (_, body) = seen.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let reason = json["sinks"]["kafka"]
+        .as_str()
+        .unwrap_or_else(|| panic!("names the sink: {body}"));
+    assert!(reason.contains("no broker reachable"), "{reason}");
+    let (_, scrape) = http_get(&address, "/metrics").unwrap();
+    assert_eq!(
+        kafka_metric(&scrape, "ferry_in_flight_events"),
+        Some(0),
+        "idle:\n{scrape}"
+    );
+    assert!(
+        !scrape
+            .lines()
+            .any(|l| l.starts_with("ferry_kafka_broker_up{") && l.ends_with(" 1.0")),
+        "no broker up:\n{scrape}"
+    );
+
+    kafka.broker.as_mut().unwrap().restart().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || health()
+            .is_some_and(|(s, _)| s == 200)),
+        "200 once a broker is reachable again: {:?}",
+        health()
+    );
+
+    drop(stdin);
+    let output = wait_with_limit(child, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[test]

@@ -160,9 +160,27 @@ fn list_shows_every_linked_component() {
         .arg("list")
         .output()
         .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8(output.stdout.clone()).unwrap();
-    for name in ["stdin", "demo", "console"] {
-        assert!(stdout.contains(name), "{stdout}");
+    // Each component on a line of its own under its kind, `kafka` (the flagship) included:
+    // a substring anywhere would be found in a description too.
+    let entries = |kind: &str| -> Vec<String> {
+        stdout
+            .split(&format!("{kind}:\n"))
+            .nth(1)
+            .unwrap_or_default()
+            .lines()
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    };
+    let sources = entries("sources");
+    let sinks = entries("sinks");
+    for name in ["stdin", "demo", "file"] {
+        assert!(sources.iter().any(|s| s == name), "source {name} in:\n{stdout}");
+    }
+    for name in ["console", "kafka", "file"] {
+        assert!(sinks.iter().any(|s| s == name), "sink {name} in:\n{stdout}");
     }
 }
 
@@ -172,13 +190,19 @@ fn help_teaches_and_version_prints() {
         .arg("--help")
         .output()
         .unwrap();
+    assert!(help.status.success(), "--help exits 0");
     let text = String::from_utf8(help.stdout).unwrap();
     assert!(text.contains("--require-healthy") && text.contains("Examples:") && text.contains("validate"));
     let version = std::process::Command::new(ferry_bin())
         .arg("--version")
         .output()
         .unwrap();
-    assert!(String::from_utf8(version.stdout).unwrap().starts_with("ferry "));
+    assert!(version.status.success(), "--version exits 0");
+    let text = String::from_utf8(version.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("ferry {} (librdkafka ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
 }
 
 #[test]

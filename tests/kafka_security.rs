@@ -249,3 +249,74 @@ fn a_missing_certificate_file_is_a_startup_error_naming_the_key() {
         "{err}"
     );
 }
+
+/// Runs `config` for 30 s with a few events waiting and returns the WARN and ERROR lines
+/// logged before shutdown began, and the whole log.
+fn problem_lines_over_30_seconds(config: &ConfigDir) -> (Vec<String>, String) {
+    let mut child = config.spawn(&["--summary-interval", "0", "--shutdown-timeout", "1"]);
+    let log = ferry_e2e::capture_stderr(&mut child);
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut stdin, b"one\ntwo\nthree\n").expect("feed ferry");
+    std::thread::sleep(Duration::from_secs(30));
+    ferry_e2e::signal(child.id(), "TERM");
+    drop(stdin);
+    let _ = ferry_e2e::wait_with_limit(child, Duration::from_secs(60));
+    let log = log.lock().expect("log").clone();
+    assert!(!log.contains("panicked"), "{log}");
+    let lines = log
+        .lines()
+        .take_while(|l| !l.contains("shutting down"))
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .map(str::to_owned)
+        .collect();
+    (lines, log)
+}
+
+/// A connection that keeps failing is reported at once in words a user understands, then at
+/// most once per warning period (30 s): never a flood, whatever librdkafka retries meanwhile.
+fn assert_one_readable_line_then_quiet((lines, log): &(Vec<String>, String), cause: &str) {
+    let first = lines
+        .first()
+        .unwrap_or_else(|| panic!("nothing logged in 30 s:\n{log}"));
+    assert!(
+        first.contains(cause),
+        "first line does not say `{cause}`: {first}\n{log}"
+    );
+    // The client's own warning, then the start-up health check's verdict naming the same
+    // cause: two lines, and no repeat within the period.
+    assert!(lines.len() <= 2, "{} lines in 30 s:\n{log}", lines.len());
+}
+
+#[test]
+fn an_unreachable_broker_is_one_line_then_quiet() {
+    let closed = ferry_tansu::free_port().unwrap();
+    let config = ConfigDir::stdin_to_kafka(&format!("127.0.0.1:{closed}"), "nowhere", "");
+    let lines = problem_lines_over_30_seconds(&config);
+    assert_one_readable_line_then_quiet(&lines, "Connection refused");
+}
+
+#[test]
+fn a_failed_login_is_one_line_then_quiet() {
+    let (broker, _dir) = scram_broker(&["denied-quiet"]);
+    let config = ConfigDir::stdin_to_kafka(
+        &broker.bootstrap_servers(),
+        "denied-quiet",
+        "sasl.enabled = true\nsasl.mechanism = \"SCRAM-SHA-256\"\nsasl.username = \"u256\"\nsasl.password = \"not-the-password\"",
+    );
+    let lines = problem_lines_over_30_seconds(&config);
+    assert!(!lines.1.contains("not-the-password"), "{}", lines.1);
+    assert_one_readable_line_then_quiet(&lines, "uthentication");
+}
+
+#[test]
+fn an_untrusted_certificate_is_one_line_then_quiet() {
+    let certs = Certificates::generate();
+    let (_broker, _stunnel, brokers) = tls_broker(&certs, "untrusted-quiet", false);
+    let extra = format!(
+        "tls.enabled = true\ntls.ca_file = \"{}\"",
+        certs.path("other-ca.crt").display()
+    );
+    let config = ConfigDir::stdin_to_kafka(&brokers, "untrusted-quiet", &extra);
+    let lines = problem_lines_over_30_seconds(&config);
+    assert_one_readable_line_then_quiet(&lines, "certificate verify failed");
+}

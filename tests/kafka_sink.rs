@@ -101,13 +101,32 @@ fn every_compression_codec_round_trips_text_lines() {
     for compression in ["none", "gzip", "lz4", "snappy", "zstd"] {
         let topic = unique(&format!("e2e-{compression}"));
         kafka.create_topics(&[&topic]);
+        // librdkafka's `msg` debug names the codec of every batch it writes: the proof that
+        // `compression` reached the wire, which equal payloads alone cannot give.
         let config = ConfigDir::stdin_to_kafka(
             kafka.bootstrap_servers(),
             &topic,
-            &format!("compression = \"{compression}\""),
+            &format!("compression = \"{compression}\"\nlibrdkafka_options.debug = \"msg\""),
         );
-        let output = run_with_input(config.ferry(&[]), input.as_bytes(), Duration::from_secs(60));
-        assert!(output.status.success(), "{compression}: {}", stderr(&output));
+        let mut ferry = config.ferry(&[]);
+        ferry.env("RUST_LOG", "info,ferry_sink_kafka::context=trace");
+        let output = run_with_input(ferry, input.as_bytes(), Duration::from_secs(60));
+        let err = stderr(&output);
+        assert!(output.status.success(), "{compression}: {err}");
+        let batches: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("Produce MessageSet with"))
+            .collect();
+        let codec = if compression == "none" {
+            "uncompressed"
+        } else {
+            compression
+        };
+        assert!(!batches.is_empty(), "{compression}: no batch was logged:\n{err}");
+        assert!(
+            batches.iter().all(|l| l.contains(&format!(", {codec})"))),
+            "{compression}: {batches:#?}"
+        );
         let records = read_topic(kafka.bootstrap_servers(), &topic, lines.len(), IDLE);
         let got: HashSet<&str> = records.iter().map(|r| r.payload_str()).collect();
         let want: HashSet<&str> = lines.iter().map(String::as_str).collect();

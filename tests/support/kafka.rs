@@ -119,6 +119,20 @@ pub fn read_topic_within(
     idle: Duration,
     limit: Duration,
 ) -> Vec<Record> {
+    read_topic_until(extra, bootstrap, topic, limit, |records, quiet| {
+        records.len() >= expected && quiet >= idle
+    })
+}
+
+/// Reads `topic` from the beginning until `done(records so far, time since the last record)`
+/// holds or `limit` passed: for reads where a count cannot tell (duplicates).
+pub fn read_topic_until(
+    extra: &[(&str, &str)],
+    bootstrap: &str,
+    topic: &str,
+    limit: Duration,
+    mut done: impl FnMut(&[Record], Duration) -> bool,
+) -> Vec<Record> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -145,7 +159,7 @@ pub fn read_topic_within(
     let start = Instant::now();
     let mut last_record = Instant::now();
     while start.elapsed() < limit {
-        if records.len() >= expected && last_record.elapsed() >= idle {
+        if done(&records, last_record.elapsed()) {
             break;
         }
         match consumer.poll(Duration::from_millis(100)) {

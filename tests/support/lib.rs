@@ -14,7 +14,7 @@ pub mod tls;
 
 pub use delivery::{Tally, append_lines, numbered_lines};
 pub use ferry_tansu::{Broker, Storage};
-pub use kafka::{Record, TestKafka, read_topic, read_topic_with, read_topic_within};
+pub use kafka::{Record, TestKafka, read_topic, read_topic_until, read_topic_with, read_topic_within};
 
 /// The workspace root.
 pub fn root() -> PathBuf {

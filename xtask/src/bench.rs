@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use ferry_tansu::{Broker, Storage};
 
-use crate::latency_proxy::LatencyProxy;
 use crate::setup;
 use crate::util::{cargo, root, step, target_dir};
+use ferry_tansu::BrokerProxy;
 
 const USAGE: &str = "\
 usage: cargo xtask bench [OPTIONS]
@@ -279,7 +279,7 @@ pub fn run(args: &[&str]) -> Result<()> {
             } else {
                 let proxy_port = ferry_tansu::free_port()?;
                 let broker_port = ferry_tansu::free_port()?;
-                let proxy = LatencyProxy::start(proxy_port, broker_port, options.broker_latency)?;
+                let proxy = BrokerProxy::start(proxy_port, broker_port, options.broker_latency)?;
                 let broker = Broker::start_advertised(
                     &tools.tansu,
                     Storage::Memory,
@@ -543,6 +543,16 @@ fn contenders(options: &Options, kcat_lib: Option<&Path>) -> Vec<Contender> {
     });
     all.push(ferry_stdin("ferry-text", "encoding.codec = \"text\"", "bytes"));
     all.push(ferry_stdin("ferry-json", "encoding.codec = \"json\"", "json"));
+    // The same pipeline with the HTTP endpoint on (an OS-chosen port): what `[api]` costs.
+    let mut with_api = ferry_stdin("ferry-json-api", "encoding.codec = \"json\"", "json");
+    if let Some(config) = with_api.config.as_mut() {
+        config.text = config.text.replacen(
+            "[sources.in]",
+            "[api]\naddress = \"127.0.0.1:0\"\n\n[sources.in]",
+            1,
+        );
+    }
+    all.push(with_api);
     all.push(ferry_stdin(
         "ferry-json-disk",
         "encoding.codec = \"json\"\nbuffer.type = \"disk\"\nbuffer.max_size = 4294967296",

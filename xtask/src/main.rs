@@ -12,6 +12,7 @@
 //! - `dist`: the release tarball (stripped binary, service files, docs, license) and its
 //!   checksum.
 //! - `reliability`: the fault scenarios of `tests/reliability.rs`, one ledger line each.
+//! - `fuzz`: the libFuzzer targets of `fuzz/` (nightly), a set time each.
 //! - `new-sink` / `new-source`: a new component crate, linked into the runner.
 
 mod bench;
@@ -19,7 +20,7 @@ mod broker;
 mod chart;
 mod demo;
 mod dist;
-mod latency_proxy;
+mod fuzz;
 mod scaffold;
 mod setup;
 mod util;
@@ -45,6 +46,10 @@ tasks:
   lint          cargo fmt --check and cargo clippy -D warnings
   reliability   the fault scenarios alone, one ledger line each (sent, delivered, lost,
                 duplicated, out of order per key)
+  fuzz          run the fuzz targets (config_loader, template, json_line, disk_record) for
+                --seconds N each (default 60) on the nightly toolchain, installing cargo-fuzz
+                if missing; `cargo xtask fuzz --help` for details. Not part of `test`, which
+                replays the saved corpus in fuzz/corpus/ on stable instead
   new-sink NAME     generate crates/ferry-sink-NAME (builds and passes its tests as generated)
                     and link it into the runner with one dependency line (--root DIR)
   new-source NAME   the same for a source";
@@ -71,6 +76,7 @@ fn run() -> Result<()> {
         ["bench", rest @ ..] => bench::run(rest),
         ["test"] => test(),
         ["reliability"] => reliability(),
+        ["fuzz", rest @ ..] => fuzz::run(rest),
         ["lint"] => lint(),
         ["new-sink", rest @ ..] => scaffold::run(scaffold::Kind::Sink, rest),
         ["new-source", rest @ ..] => scaffold::run(scaffold::Kind::Source, rest),

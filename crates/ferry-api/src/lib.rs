@@ -3,7 +3,7 @@
 //! The HTTP endpoint a top-level `[api]` table turns on, served with axum on the runtime the
 //! pipeline already runs on:
 //!
-//! - `GET /metrics`: every sink's counters in the Prometheus (OpenMetrics) text format. The
+//! - `GET /metrics`: every source's and every sink's counters in the Prometheus (OpenMetrics) text format. The
 //!   values are read from each sink's [`SinkMetrics`] at scrape time by a collector, so
 //!   `/metrics` and the summary lines read the same counters and can never disagree.
 //! - `GET /health`: `200 {"status":"ok"}` while every sink is healthy, else
@@ -15,7 +15,7 @@
 //! ```no_run
 //! # async fn example(sinks: Vec<ferry_api::SinkStatus>) -> Result<(), ferry_api::ApiError> {
 //! let listener = ferry_api::bind("127.0.0.1:8686".parse().unwrap())?;
-//! let server = ferry_api::serve(listener, sinks)?;
+//! let server = ferry_api::serve(listener, sinks, Vec::new())?;
 //! // ... the pipeline runs ...
 //! server.stop().await;
 //! # Ok(()) }
@@ -34,7 +34,7 @@ pub use server::{ApiError, ApiServer, bind, serve};
 
 use std::sync::Arc;
 
-use ferry_core::{SinkHealth, SinkMetrics};
+use ferry_core::{SinkHealth, SinkMetrics, SourceMetrics};
 
 /// What the endpoint knows of one sink.
 #[derive(Clone, Debug)]
@@ -45,4 +45,13 @@ pub struct SinkStatus {
     pub metrics: Arc<SinkMetrics>,
     /// Its health, as the sink keeps it.
     pub health: Arc<SinkHealth>,
+}
+
+/// What the endpoint knows of one source.
+#[derive(Clone, Debug)]
+pub struct SourceStatus {
+    /// The source's ID (the key of its `[sources.ID]` table): the `source` label.
+    pub id: String,
+    /// Its counters.
+    pub metrics: Arc<SourceMetrics>,
 }

@@ -14,9 +14,9 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::SinkStatus;
 use crate::health::health_report;
 use crate::metrics::{METRICS_CONTENT_TYPE, encode, registry};
+use crate::{SinkStatus, SourceStatus};
 
 /// Why the endpoint cannot run. Each names `api.address`, the key to change.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,11 @@ struct ApiState {
 
 /// Serves `/metrics` and `/health` for `sinks` on `listener` (from [`bind`]); must be called
 /// inside a tokio runtime.
-pub fn serve(listener: std::net::TcpListener, sinks: Vec<SinkStatus>) -> Result<ApiServer, ApiError> {
+pub fn serve(
+    listener: std::net::TcpListener,
+    sinks: Vec<SinkStatus>,
+    sources: Vec<SourceStatus>,
+) -> Result<ApiServer, ApiError> {
     let address = listener.local_addr().map_err(|source| ApiError::Serve {
         address: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
@@ -76,7 +80,7 @@ pub fn serve(listener: std::net::TcpListener, sinks: Vec<SinkStatus>) -> Result<
         tokio::net::TcpListener::from_std(listener).map_err(|source| ApiError::Serve { address, source })?;
     let sinks: Arc<[SinkStatus]> = sinks.into();
     let state = Arc::new(ApiState {
-        registry: registry(sinks.clone()),
+        registry: registry(sinks.clone(), sources.into()),
         sinks,
     });
     let app = Router::new()
@@ -180,7 +184,7 @@ mod tests {
             metrics,
             health: health.clone(),
         }];
-        let server = serve(bind("127.0.0.1:0".parse().unwrap()).unwrap(), sinks).unwrap();
+        let server = serve(bind("127.0.0.1:0".parse().unwrap()).unwrap(), sinks, Vec::new()).unwrap();
         let address = server.address();
 
         let response = get(address, "/metrics").await;

@@ -40,6 +40,8 @@
 
 mod capacity;
 pub mod disk;
+#[doc(hidden)]
+pub mod fuzzing;
 mod memory;
 
 use std::path::{Path, PathBuf};

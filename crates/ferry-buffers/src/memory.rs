@@ -1,5 +1,7 @@
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use ferry_core::{DeliveryStatus, LogEvent, SendClosed, SinkMetrics, WhenFull};
@@ -22,6 +24,7 @@ pub struct MemoryWriter {
     max_events: usize,
     when_full: WhenFull,
     metrics: Arc<SinkMetrics>,
+    enqueued: Arc<EnqueueTimes>,
 }
 
 /// Reads from a memory buffer; ends when every writer is gone and the buffer is empty.
@@ -30,6 +33,24 @@ pub struct MemoryReader {
     rx: mpsc::UnboundedReceiver<Vec<LogEvent>>,
     room: Arc<Semaphore>,
     metrics: Arc<SinkMetrics>,
+    enqueued: Arc<EnqueueTimes>,
+}
+
+/// When each batch in the channel was written and about how many bytes it holds, in channel
+/// order, so that the oldest waiting event's age (`SinkMetrics::oldest_enqueued_us`) and the
+/// buffered bytes can be kept without touching the events again. One lock per batch, on both
+/// sides; the lock is held across the channel send so that the order of the entries is the
+/// order of the batches.
+#[derive(Debug, Default)]
+struct EnqueueTimes {
+    /// (write time in µs, approximate bytes) per batch.
+    times: Mutex<VecDeque<(u64, u64)>>,
+}
+
+impl EnqueueTimes {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(u64, u64)>> {
+        self.times.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 pub(crate) fn channel(
@@ -42,14 +63,24 @@ pub(crate) fn channel(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let room = Arc::new(Semaphore::new(max_events));
+    let enqueued = Arc::new(EnqueueTimes::default());
     let writer = MemoryWriter {
         tx,
         room: room.clone(),
         max_events,
         when_full,
         metrics: metrics.clone(),
+        enqueued: enqueued.clone(),
     };
-    Ok((writer, MemoryReader { rx, room, metrics }))
+    Ok((
+        writer,
+        MemoryReader {
+            rx,
+            room,
+            metrics,
+            enqueued,
+        },
+    ))
 }
 
 impl MemoryWriter {
@@ -90,9 +121,26 @@ impl MemoryWriter {
             }
             if !events.is_empty() {
                 let n = events.len() as u64;
+                let bytes: u64 = events.iter().map(|e| e.approximate_size() as u64).sum();
                 SinkMetrics::add(&self.metrics.received, n);
                 SinkMetrics::add(&self.metrics.buffered, n);
-                if let Err(mpsc::error::SendError(returned)) = self.tx.send(events) {
+                SinkMetrics::add(&self.metrics.buffered_bytes, bytes);
+                let mut times = self.enqueued.lock();
+                let now = ferry_core::monotonic_us();
+                times.push_back((now, bytes));
+                if times.len() == 1 {
+                    self.metrics.oldest_enqueued_us.store(now, Ordering::Relaxed);
+                }
+                let sent = self.tx.send(events);
+                if sent.is_err() {
+                    times.pop_back();
+                    SinkMetrics::sub(&self.metrics.buffered_bytes, bytes);
+                    if times.is_empty() {
+                        self.metrics.oldest_enqueued_us.store(0, Ordering::Relaxed);
+                    }
+                }
+                drop(times);
+                if let Err(mpsc::error::SendError(returned)) = sent {
                     SinkMetrics::sub(&self.metrics.buffered, returned.len() as u64);
                     SinkMetrics::sub(&self.metrics.received, returned.len() as u64);
                     self.count_dropped(returned.len() + rest.len());
@@ -135,6 +183,12 @@ impl Stream for MemoryReader {
         let this = &mut *self;
         match this.rx.poll_recv(cx) {
             Poll::Ready(Some(batch)) => {
+                let mut times = this.enqueued.lock();
+                let (_, bytes) = times.pop_front().unwrap_or_default();
+                let oldest = times.front().map_or(0, |&(at, _)| at);
+                this.metrics.oldest_enqueued_us.store(oldest, Ordering::Relaxed);
+                drop(times);
+                SinkMetrics::sub(&this.metrics.buffered_bytes, bytes);
                 this.room.add_permits(batch.len());
                 SinkMetrics::sub(&this.metrics.buffered, batch.len() as u64);
                 Poll::Ready(Some(batch))
@@ -150,6 +204,9 @@ impl Drop for MemoryReader {
     fn drop(&mut self) {
         self.room.close();
         self.rx.close();
+        let bytes: u64 = self.enqueued.lock().drain(..).map(|(_, bytes)| bytes).sum();
+        SinkMetrics::sub(&self.metrics.buffered_bytes, bytes);
+        self.metrics.oldest_enqueued_us.store(0, Ordering::Relaxed);
         while let Ok(batch) = self.rx.try_recv() {
             let n = batch.len() as u64;
             SinkMetrics::sub(&self.metrics.buffered, n);
@@ -166,7 +223,6 @@ mod tests {
     use super::*;
     use ferry_core::BatchNotifier;
     use futures::StreamExt;
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     fn events(n: usize) -> Vec<LogEvent> {
@@ -191,6 +247,41 @@ mod tests {
         assert_eq!(seen, (0..7).map(|i| i.to_string()).collect::<Vec<_>>());
         assert_eq!(metrics.received.load(Ordering::Relaxed), 7);
         assert_eq!(metrics.buffered.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn buffered_bytes_follow_the_batches_in_the_channel() {
+        let metrics = Arc::new(SinkMetrics::default());
+        let (w, mut r) = channel(10, WhenFull::Block, metrics.clone()).unwrap();
+        let bytes = || metrics.buffered_bytes.load(Ordering::Relaxed);
+        let batch = events(2);
+        let size: u64 = batch.iter().map(|e| e.approximate_size() as u64).sum();
+        assert!(size > 0);
+        w.write(batch).await.unwrap();
+        w.write(events(2)).await.unwrap();
+        assert_eq!(bytes(), 2 * size);
+        r.next().await.unwrap();
+        assert_eq!(bytes(), size);
+        drop(r);
+        assert_eq!(bytes(), 0, "what a dropped reader held is no longer buffered");
+    }
+
+    #[tokio::test]
+    async fn the_oldest_waiting_batch_is_timed_until_the_sink_takes_it() {
+        let metrics = Arc::new(SinkMetrics::default());
+        let (w, mut r) = channel(10, WhenFull::Block, metrics.clone()).unwrap();
+        let oldest = || metrics.oldest_enqueued_us.load(Ordering::Relaxed);
+        assert_eq!(oldest(), 0);
+        w.write(events(2)).await.unwrap();
+        let first = oldest();
+        assert!(first > 0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        w.write(events(2)).await.unwrap();
+        assert_eq!(oldest(), first, "the older batch still waits");
+        r.next().await.unwrap();
+        assert!(oldest() >= first + 5_000, "now the second batch is the oldest");
+        r.next().await.unwrap();
+        assert_eq!(oldest(), 0);
     }
 
     #[tokio::test]

@@ -42,3 +42,4 @@ pub use data_dir::{DataDirError, resolve_data_dir};
 pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::{InterpolationError, interpolate};
 pub use load::{Component, Config, load_files, load_str};
+pub use locate::locate_key;

@@ -26,6 +26,8 @@ pub struct Component<T: ?Sized> {
 pub struct Config {
     /// The top-level `data_dir`, if set (see [`crate::resolve_data_dir`]).
     pub data_dir: Option<PathBuf>,
+    /// Where `data_dir` is set (file, line and column), for errors found when it is used.
+    pub data_dir_set_at: Option<(PathBuf, Option<(usize, usize)>)>,
     /// The top-level `[api]` table, if present: then the HTTP endpoint runs.
     pub api: Option<ApiConfig>,
     /// The sources, in file order.
@@ -83,6 +85,10 @@ struct Loader {
     /// Every sink's `inputs` as written, parsed or not, so input problems are reported in the
     /// same run as the sink's other problems: (file, sink ID, inputs).
     sink_inputs: Vec<(PathBuf, String, Vec<String>)>,
+    /// The values of every secret key, hidden from every message at the end: a secret that
+    /// reached another key too (the same `${VAR}` used twice, a value pasted in the wrong
+    /// place) must not be shown there either.
+    secrets: Vec<String>,
 }
 
 fn load_texts(
@@ -97,6 +103,7 @@ fn load_texts(
         api_file: None,
         source_ids: Vec::new(),
         sink_inputs: Vec::new(),
+        secrets: Vec::new(),
     };
     let first_file = inputs.first().map(|(p, _)| p.clone()).unwrap_or_default();
     for (file, raw) in inputs {
@@ -106,7 +113,15 @@ fn load_texts(
     if loader.errors.is_empty() {
         Ok(loader.config)
     } else {
-        Err(ConfigErrors(loader.errors))
+        let mut errors = loader.errors;
+        for error in &mut errors {
+            for secret in &loader.secrets {
+                if error.message.contains(secret.as_str()) {
+                    error.message = error.message.replace(secret.as_str(), "***");
+                }
+            }
+        }
+        Err(ConfigErrors(errors))
     }
 }
 
@@ -137,16 +152,26 @@ impl Loader {
             Ok(text) => text,
             Err(errors) => {
                 for e in errors {
-                    self.error(file, Some((e.line(), 1)), None, None, e.to_string());
+                    // The key written on the variable's line, so the error names it too.
+                    let key = raw
+                        .lines()
+                        .nth(e.line().saturating_sub(1))
+                        .and_then(|line| line.split_once('='))
+                        .map(|(key, _)| key.trim().to_owned())
+                        .filter(|key| !key.is_empty() && !key.starts_with('#') && !key.starts_with('['));
+                    self.error(file, Some((e.line(), 1)), None, key, e.to_string());
                 }
                 return;
             }
         };
-        let spans = SpannedFile::new(text.clone());
+        // toml_edit (for the spans of keys) is asked only about text the toml crate accepted:
+        // on some invalid documents toml_edit 0.23 panics ("all items have spans", found by
+        // fuzzing), and a syntax error's position comes from toml's own error anyway.
         let table: toml::Table = match text.parse() {
             Ok(table) => table,
             Err(e) => {
                 let e: toml::de::Error = e;
+                let spans = SpannedFile::without_keys(text.clone());
                 let position = e.span().map(|s| spans.line_column(s.start));
                 self.error(
                     file,
@@ -158,6 +183,8 @@ impl Loader {
                 return;
             }
         };
+        let spans = SpannedFile::new(text);
+        collect_secrets(&toml::Value::Table(table.clone()), "", &mut self.secrets);
         self.load_table(file, &spans, table);
         self.spans.insert(file.to_owned(), spans);
     }
@@ -166,7 +193,10 @@ impl Loader {
         for (key, value) in table {
             match key.as_str() {
                 "data_dir" => match value {
-                    toml::Value::String(dir) => self.config.data_dir = Some(PathBuf::from(dir)),
+                    toml::Value::String(dir) => {
+                        self.config.data_dir = Some(PathBuf::from(dir));
+                        self.config.data_dir_set_at = Some((file.to_owned(), spans.position(&["data_dir"])));
+                    }
                     other => self.error(
                         file,
                         spans.position(&["data_dir"]),
@@ -212,8 +242,7 @@ impl Loader {
             Ok(api) => self.config.api = Some(api),
             Err(e) => {
                 let path = e.path().to_string();
-                let message = e.inner().to_string();
-                let (key, message) = describe_serde_error(&path, message.trim_end());
+                let (key, message) = describe_serde_error(&path, &first_line(e.inner()));
                 let mut lookup = vec!["api".to_owned()];
                 if let Some(key) = &key {
                     lookup.extend(split_key_path(key));
@@ -427,9 +456,7 @@ impl Loader {
             Ok(config) => Some(config),
             Err(e) => {
                 let path = e.path().to_string();
-                let message = e.inner().to_string();
-                let message = message.trim_end().to_owned();
-                let (key, message) = describe_serde_error(&path, &message);
+                let (key, message) = describe_serde_error(&path, &first_line(e.inner()));
                 let mut lookup: Vec<String> = component.splitn(2, '.').map(str::to_owned).collect();
                 if let Some(key) = &key {
                     lookup.extend(split_key_path(key));
@@ -530,6 +557,42 @@ impl Loader {
     }
 }
 
+/// The string values under secret keys (see [`is_secret_key`]) anywhere in `value`. Values
+/// shorter than 3 characters are left out: hiding every "a" in a message would hide nothing
+/// worth hiding and garble the message.
+fn collect_secrets(value: &toml::Value, key: &str, out: &mut Vec<String>) {
+    match value {
+        toml::Value::String(s) if is_secret_key(key) && s.len() >= 3 => out.push(s.clone()),
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                collect_secrets(v, &format!("{key}.{k}"), out);
+            }
+        }
+        toml::Value::Array(items) => {
+            for item in items {
+                collect_secrets(item, key, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The message of a deserialization error without the key trail toml appends to it.
+///
+/// toml's `Display` adds "in `key`" after the message, and every table the error crosses on
+/// its way out (typetag, serde_path_to_error) wraps the text it got in a new message, so a
+/// value two tables deep arrives as the message, blank lines and "in `mechanism`", "in
+/// `sasl`". The key path is reported separately, so only the first line says anything.
+fn first_line(error: &toml::de::Error) -> String {
+    error
+        .message()
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("invalid value")
+        .to_owned()
+}
+
 /// Turns a serde error at `path` into the key to blame and a message that says what was
 /// expected. Unknown-field errors are reported at the unknown key itself.
 fn describe_serde_error(path: &str, message: &str) -> (Option<String>, String) {
@@ -561,5 +624,35 @@ fn describe_serde_error(path: &str, message: &str) -> (Option<String>, String) {
     {
         return (Some(child(field)), "missing; this key is required".to_owned());
     }
-    (at_path, message.to_owned())
+    let message = plain_expectation(message, at_path.as_deref().unwrap_or(""));
+    (at_path, message)
+}
+
+/// Rewrites serde's "expected u64" (a Rust type name) as what a user writes, with the unit a
+/// key's name implies: a size or a duration written with a unit ("10MB", "5s") is the usual
+/// mistake, and the message should say which number to write instead.
+fn plain_expectation(message: &str, key: &str) -> String {
+    let Some((before, rust_type)) = message.rsplit_once(", expected ") else {
+        return message.to_owned();
+    };
+    let (noun, range) = match rust_type {
+        "u8" | "u16" | "u32" | "u64" | "usize" => ("a whole number", ", 0 or more"),
+        "i8" | "i16" | "i32" | "i64" | "isize" => ("a whole number", ""),
+        "f32" | "f64" => ("a number", ""),
+        _ => return message.to_owned(),
+    };
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    let unit = if leaf.ends_with("_ms") {
+        " of milliseconds"
+    } else if leaf.ends_with("bytes") || leaf.ends_with("_size") {
+        " of bytes"
+    } else {
+        ""
+    };
+    let example = match unit {
+        " of milliseconds" => ", without a unit (`5000` is 5 s)",
+        " of bytes" => ", without a unit (`104857600` is 100 MiB)",
+        _ => "",
+    };
+    format!("{before}, expected {noun}{unit}{range}{example}")
 }

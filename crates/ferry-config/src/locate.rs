@@ -9,9 +9,15 @@ pub(crate) struct SpannedFile {
 }
 
 impl SpannedFile {
+    /// Parses `text`, which must be valid TOML (see `Loader::load_file`), for key positions.
     pub(crate) fn new(text: String) -> Self {
         let doc = Document::parse(text.clone()).ok();
         Self { text, doc }
+    }
+
+    /// A file that is not valid TOML: byte offsets still map to lines, keys are not found.
+    pub(crate) fn without_keys(text: String) -> Self {
+        Self { text, doc: None }
     }
 
     /// The 1-based line and column of `path` (table names then keys), or of the deepest part of
@@ -20,11 +26,27 @@ impl SpannedFile {
         let doc = self.doc.as_ref()?;
         let mut item: &Item = doc.as_item();
         let mut best = None;
-        for segment in path {
-            let table = item.as_table_like()?;
-            let (key, value) = table.get_key_value(segment)?;
+        let mut rest = path;
+        while let Some((segment, after)) = rest.split_first() {
+            let Some(table) = item.as_table_like() else {
+                break;
+            };
+            // A key holding dots (`librdkafka_options."linger.ms"`) may reach here split at
+            // them: the rest of the path joined is then the key.
+            let found = table
+                .get_key_value(segment)
+                .map(|found| (found, after))
+                .or_else(|| {
+                    let joined = rest.join(".");
+                    table.get_key_value(&joined).map(|found| (found, &[] as &[&str]))
+                });
+            // A missing key (a required one, say) is blamed on the deepest table that exists.
+            let Some(((key, value), after)) = found else {
+                break;
+            };
             best = key.span().or_else(|| value.span()).or(best);
             item = value;
+            rest = after;
         }
         best.map(|span| self.line_column(span.start))
     }
@@ -39,6 +61,14 @@ impl SpannedFile {
             + 1;
         (line, column)
     }
+}
+
+/// The 1-based line and column of a key in a configuration file, read again from disk: for
+/// problems found after loading (when the pipeline is built) that should still point at the
+/// line. `path` is table names then keys (`["sinks", "a", "buffer", "max_size"]`).
+pub fn locate_key(file: &std::path::Path, path: &[&str]) -> Option<(usize, usize)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    SpannedFile::new(text).position(path)
 }
 
 /// Splits a dotted key path as serde_path_to_error prints it (`encoding.codec`,

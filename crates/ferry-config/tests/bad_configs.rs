@@ -7,6 +7,7 @@ use ferry_config::{ConfigErrors, load_str};
 // Link the components whose types the table uses (see DECISIONS 16: unnamed crates are not
 // linked, and their registrations would be missing).
 use ferry_sink_console as _;
+use ferry_sink_kafka as _;
 use ferry_source_demo as _;
 use ferry_source_stdin as _;
 
@@ -263,13 +264,41 @@ fn missing_environment_variable_names_it_and_its_line() {
 
 #[test]
 fn secrets_never_appear_in_errors() {
-    // A sink with a `password`-like key is not built in here; the rule is tested on the
-    // generic path: an unknown key whose name says "secret" has its value hidden.
-    let errors = errors_of(
-        "[sources.in]\ntype = \"stdin\"\nmy_secret = \"hunter2\"\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
-    );
-    let text = errors.to_string();
-    assert!(!text.contains("hunter2"), "{text}");
+    // Each case's message would hold the secret if nothing hid it: serde quotes a wrong value
+    // it met, and a secret may land in an ordinary key through the same `${VAR}`.
+    let kafka = "[sources.in]\ntype = \"stdin\"\n[sinks.k]\ntype = \"kafka\"\ninputs = [\"in\"]\nbootstrap_servers = \"b:9092\"\ntopic = \"t\"\n";
+    let cases = [
+        // A wrong-typed password: "invalid type: integer `20240607`".
+        (format!("{kafka}sasl.password = 20240607\n"), "20240607"),
+        (format!("{kafka}tls.key_pass = 20240607\n"), "20240607"),
+        (
+            format!("{kafka}librdkafka_options.\"ssl.key.password\" = 20240607\n"),
+            "20240607",
+        ),
+        // A password from the environment that also reached an enum: "unknown variant".
+        (
+            format!("{kafka}sasl.password = \"${{SECRET}}\"\ncompression = \"${{SECRET}}\"\n"),
+            "hunter2-secret",
+        ),
+        // The same with a generic secret-named key (the rule is not Kafka's own).
+        (
+            "[sources.in]\ntype = \"stdin\"\nmy_secret = \"hunter2-secret\"\ndecoding.codec = \"hunter2-secret\"\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n".to_owned(),
+            "hunter2-secret",
+        ),
+    ];
+    let env = |name: &str| (name == "SECRET").then(|| "hunter2-secret".to_owned());
+    for (text, secret) in cases {
+        let errors = match load_str(Path::new("bad.toml"), &text, &env) {
+            Ok(config) => panic!("expected an error, got {config:?} for:\n{text}"),
+            Err(e) => e,
+        };
+        let shown = errors.to_string();
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(
+            shown.contains("***"),
+            "the value is hidden, not left out: {shown}"
+        );
+    }
 }
 
 #[test]
@@ -338,4 +367,30 @@ fn api_may_be_set_in_one_file_only() {
         text.contains("b.toml") && text.contains("already set in") && text.contains("a.toml"),
         "{text}"
     );
+}
+
+#[test]
+fn an_error_deep_in_tables_is_one_line_with_a_plain_expectation() {
+    // toml appends "in `key`" to its message and every table on the way out wraps it again:
+    // the user saw the message, blank lines and a trail of fragments.
+    for (text, key, phrase) in [
+        (
+            "[sources.in]\ntype = \"stdin\"\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n[sinks.out.buffer]\nmax_events = -5\n",
+            "buffer.max_events",
+            "expected a whole number, 0 or more",
+        ),
+        (
+            "[sources.in]\ntype = \"stdin\"\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\nbuffer.type = \"disk\"\nbuffer.max_size = \"10MB\"\n",
+            "buffer.max_size",
+            "expected a whole number of bytes, 0 or more, without a unit",
+        ),
+    ] {
+        let errors = errors_of(text);
+        let shown = errors.to_string();
+        assert_eq!(shown.lines().count(), 2, "{shown}");
+        assert!(!shown.contains("in `"), "{shown}");
+        let e = &errors.errors()[0];
+        assert_eq!(e.key.as_deref(), Some(key), "{shown}");
+        assert!(e.message.contains(phrase), "{shown}");
+    }
 }

@@ -34,6 +34,7 @@ use crate::buffer_config::BufferConfig;
 use crate::event::LogEvent;
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
+use crate::source_metrics::SourceMetrics;
 
 /// Whether a component produces or consumes events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -109,6 +110,8 @@ impl ConfigIssue {
 #[derive(Clone, Debug)]
 pub struct SourceSender {
     tx: mpsc::Sender<Vec<LogEvent>>,
+    /// The source's counters: every batch sent counts its events here, so no source has to.
+    metrics: Arc<SourceMetrics>,
 }
 
 /// Downstream stopped accepting events (the topology is shutting down).
@@ -119,8 +122,21 @@ pub struct SendClosed;
 impl SourceSender {
     /// A sender and the receiving end the topology drains. `capacity` is in batches.
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Vec<LogEvent>>) {
+        Self::with_metrics(capacity, Arc::default())
+    }
+
+    /// A sender counting what it sends in `metrics`.
+    pub fn with_metrics(
+        capacity: usize,
+        metrics: Arc<SourceMetrics>,
+    ) -> (Self, mpsc::Receiver<Vec<LogEvent>>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx }, rx)
+        (Self { tx, metrics }, rx)
+    }
+
+    /// The counters of the source this sender belongs to.
+    pub fn metrics(&self) -> &Arc<SourceMetrics> {
+        &self.metrics
     }
 
     /// Sends one batch, waiting for room.
@@ -128,7 +144,10 @@ impl SourceSender {
         if events.is_empty() {
             return Ok(());
         }
-        self.tx.send(events).await.map_err(|_| SendClosed)
+        let n = events.len() as u64;
+        self.tx.send(events).await.map_err(|_| SendClosed)?;
+        self.metrics.add_events(n);
+        Ok(())
     }
 
     /// Waits for room for one batch and holds it. Unlike [`SourceSender::send_batch`], giving
@@ -138,7 +157,10 @@ impl SourceSender {
         self.tx
             .reserve()
             .await
-            .map(|permit| SendPermit { permit })
+            .map(|permit| SendPermit {
+                permit,
+                metrics: &self.metrics,
+            })
             .map_err(|_| SendClosed)
     }
 
@@ -148,7 +170,10 @@ impl SourceSender {
         if events.is_empty() {
             return Ok(());
         }
-        self.tx.blocking_send(events).map_err(|_| SendClosed)
+        let n = events.len() as u64;
+        self.tx.blocking_send(events).map_err(|_| SendClosed)?;
+        self.metrics.add_events(n);
+        Ok(())
     }
 }
 
@@ -156,11 +181,13 @@ impl SourceSender {
 #[derive(Debug)]
 pub struct SendPermit<'a> {
     permit: mpsc::Permit<'a, Vec<LogEvent>>,
+    metrics: &'a SourceMetrics,
 }
 
 impl SendPermit<'_> {
     /// Sends the batch into the room held.
     pub fn send(self, events: Vec<LogEvent>) {
+        self.metrics.add_events(events.len() as u64);
         self.permit.send(events);
     }
 }
@@ -176,6 +203,9 @@ pub struct SourceContext {
     pub shutdown: CancellationToken,
     /// The global data directory (for state such as a file source's checkpoints).
     pub data_dir: PathBuf,
+    /// Its counters (the same ones `out` counts sent events in): bytes read and errors are
+    /// the source's to count.
+    pub metrics: Arc<SourceMetrics>,
 }
 
 /// A running source: completes at end of input or after `shutdown` fired.
@@ -264,6 +294,15 @@ pub trait SinkConfig: std::fmt::Debug + Send + Sync {
     /// Builds the sink and its health check. Must not touch the network: the health check
     /// does that.
     fn build(&self, cx: SinkContext) -> Result<(Box<dyn SinkRunner>, Healthcheck), BoxError>;
+
+    /// Checks everything `build` would (files readable, settings accepted) without starting
+    /// anything: no network connection, no thread. `ferry validate --no-healthchecks` runs
+    /// this, so validating a file copied from elsewhere never reaches the hosts it names. The
+    /// default builds the sink and drops it, which is right for a sink whose `build` starts
+    /// nothing; a sink whose client connects as soon as it exists (Kafka) checks instead.
+    fn check_offline(&self, cx: SinkContext) -> Result<(), BoxError> {
+        self.build(cx).map(drop)
+    }
 
     /// Sends the sink's dead letters again (`ferry dead-letter replay`), once the operator has
     /// fixed what made them fail. Blocking; called while no pipeline runs. A sink that keeps

@@ -44,6 +44,16 @@ impl Default for Body {
 }
 
 impl LogEvent {
+    /// About how many bytes the event's data takes: a raw JSON line by its length plus what
+    /// was appended, decoded fields by [`Fields::approximate_size`]. Cheap: no field of a raw
+    /// line is parsed for it.
+    pub fn approximate_size(&self) -> usize {
+        match &self.body {
+            Body::Fields(fields) => fields.approximate_size(),
+            Body::RawJson { object, .. } => object.line().len() + object.appended().approximate_size(),
+        }
+    }
+
     /// An event with the given fields and no acknowledgement tracking.
     pub fn from_fields(fields: Fields) -> Self {
         Self {

@@ -26,6 +26,14 @@ impl Fields {
         }
     }
 
+    /// About how many bytes the names and values take (see [`Value::approximate_size`]).
+    pub fn approximate_size(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|(name, value)| name.len() + value.approximate_size())
+            .sum()
+    }
+
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.entries.iter().find(|(k, _)| k == name).map(|(_, v)| v)

@@ -1,6 +1,67 @@
 //! Per-sink counters behind the periodic and final summary lines.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use crate::extra_metrics::ExtraMetrics;
+use crate::latency::{LatencyHistogram, LatencySnapshot};
+
+/// The kinds of failure a sink counts in `ferry_sink_errors_total`: a closed set, so the
+/// `kind` label stays small. The Kafka sink's are its failure classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// A topic (or other) template could not be rendered for an event.
+    Template,
+    /// A failure that may pass (timeout, purge, broker away, leader change): sent again.
+    Transient,
+    /// The topic does not exist (yet).
+    MissingTopic,
+    /// The record can never be stored (too large, invalid, not authorised).
+    Record,
+    /// The broker refused a whole batch as too large.
+    BatchTooLarge,
+    /// The producer entered a fatal state and was rebuilt.
+    Fatal,
+    /// An error Ferry does not know.
+    Unrecognised,
+}
+
+impl SinkErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [SinkErrorKind; 7] = [
+        SinkErrorKind::Template,
+        SinkErrorKind::Transient,
+        SinkErrorKind::MissingTopic,
+        SinkErrorKind::Record,
+        SinkErrorKind::BatchTooLarge,
+        SinkErrorKind::Fatal,
+        SinkErrorKind::Unrecognised,
+    ];
+
+    /// The value of the `kind` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SinkErrorKind::Template => "template",
+            SinkErrorKind::Transient => "transient",
+            SinkErrorKind::MissingTopic => "missing_topic",
+            SinkErrorKind::Record => "record",
+            SinkErrorKind::BatchTooLarge => "batch_too_large",
+            SinkErrorKind::Fatal => "fatal",
+            SinkErrorKind::Unrecognised => "unrecognised",
+        }
+    }
+}
+
+/// Microseconds since the first call in this process, never 0: buffers store enqueue times
+/// in atomics this way (0 meaning "nothing waits").
+pub fn monotonic_us() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
 
 /// Counters one sink and its buffer update; the topology reads them for its summary lines.
 /// Each counter is defined here and nowhere else.
@@ -28,6 +89,22 @@ pub struct SinkMetrics {
     /// Failed disk operations of a disk buffer (a full disk, an I/O error, a failed fsync);
     /// each one is retried, and nothing acknowledged is lost by it.
     pub buffer_errors: AtomicU64,
+    /// Encoded payload bytes of the events the destination confirmed.
+    pub sent_bytes: AtomicU64,
+    /// Bytes the buffer holds: for a disk buffer, the stored records (waiting or taken and not
+    /// yet confirmed); for a memory buffer, the approximate size of the events waiting in it
+    /// ([`crate::LogEvent::approximate_size`]).
+    pub buffered_bytes: AtomicU64,
+    /// When the oldest batch still waiting in the buffer was written to it
+    /// ([`monotonic_us`]); 0 while nothing waits.
+    pub oldest_enqueued_us: AtomicU64,
+    /// Failures by kind, in the order of [`SinkErrorKind::ALL`].
+    errors: [AtomicU64; SinkErrorKind::ALL.len()],
+    /// Time from the sink handing an event to its destination to the destination confirming
+    /// it; one observation per delivered event.
+    pub latency: LatencyHistogram,
+    /// Metrics only this sink's type has, set once by the sink when it is built.
+    pub extra: OnceLock<Arc<dyn ExtraMetrics>>,
 }
 
 /// A copy of the counters at one moment.
@@ -51,6 +128,32 @@ pub struct SinkMetricsSnapshot {
     pub in_flight: u64,
     /// See [`SinkMetrics::buffer_errors`].
     pub buffer_errors: u64,
+    /// See [`SinkMetrics::sent_bytes`].
+    pub sent_bytes: u64,
+    /// See [`SinkMetrics::buffered_bytes`].
+    pub buffered_bytes: u64,
+    /// See [`SinkMetrics::oldest_enqueued_us`].
+    pub oldest_enqueued_us: u64,
+    /// Failures by kind, in the order of [`SinkErrorKind::ALL`].
+    pub errors: [u64; SinkErrorKind::ALL.len()],
+    /// See [`SinkMetrics::latency`].
+    pub latency: LatencySnapshot,
+}
+
+impl SinkMetricsSnapshot {
+    /// The count of one kind of failure.
+    pub fn error(&self, kind: SinkErrorKind) -> u64 {
+        self.errors[kind as usize]
+    }
+
+    /// How long the oldest waiting event has waited, at `now_us` ([`monotonic_us`]).
+    pub fn oldest_age_us(&self, now_us: u64) -> u64 {
+        if self.oldest_enqueued_us == 0 {
+            0
+        } else {
+            now_us.saturating_sub(self.oldest_enqueued_us)
+        }
+    }
 }
 
 impl SinkMetrics {
@@ -67,6 +170,11 @@ impl SinkMetrics {
         });
     }
 
+    /// Counts `n` failures of `kind`.
+    pub fn add_errors(&self, kind: SinkErrorKind, n: u64) {
+        self.errors[kind as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Reads every counter.
     pub fn snapshot(&self) -> SinkMetricsSnapshot {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -80,6 +188,11 @@ impl SinkMetrics {
             buffered: r(&self.buffered),
             in_flight: r(&self.in_flight),
             buffer_errors: r(&self.buffer_errors),
+            sent_bytes: r(&self.sent_bytes),
+            buffered_bytes: r(&self.buffered_bytes),
+            oldest_enqueued_us: r(&self.oldest_enqueued_us),
+            errors: std::array::from_fn(|i| r(&self.errors[i])),
+            latency: self.latency.snapshot(),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 
 use crate::event::{HOST, TIMESTAMP};
 use crate::fields::Fields;
@@ -62,13 +62,22 @@ impl RawJsonObject {
     }
 
     /// The full check through serde_json: decides every line the quick scan leaves, and words
-    /// the errors.
+    /// the errors. Every value is read as [`parse_json_object`] reads it (strings decoded,
+    /// numbers converted, nesting limited), though nothing is kept: a line accepted here must
+    /// expand into its fields, which skipping values would not promise (a lone `\u` surrogate,
+    /// a number beyond f64, nesting past serde_json's limit).
     fn scan_with_serde(line: Bytes) -> Result<ScannedLine, serde_json::Error> {
         let Ok(text) = std::str::from_utf8(&line) else {
             // Rare: let the full parser say where the line breaks (or accept it, if the
             // invalid bytes sit where serde_json does not look).
             return parse_json_object(&line).map(|fields| scanned_from_fields(line, &fields));
         };
+        // serde_json skips values without a depth limit but parses them with one (128
+        // levels): a line nested deeper would pass this check and then lose its fields when
+        // expanded. The full parse decides those, so that the two always agree.
+        if nests_deeper_than(&line, 100) {
+            return parse_json_object(&line).map(|fields| scanned_from_fields(line, &fields));
+        }
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let found = de::Deserializer::deserialize_any(&mut deserializer, TopLevel)?;
         deserializer.end()?;
@@ -183,7 +192,7 @@ impl<'de> Visitor<'de> for TopLevel {
             match key {
                 Key::Host => {
                     found.has_host = true;
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value_seed(Checked)?;
                 }
                 Key::Timestamp => {
                     found.has_timestamp = true;
@@ -191,7 +200,7 @@ impl<'de> Visitor<'de> for TopLevel {
                     found.timestamp = map.next_value_seed(TimestampValue)?;
                 }
                 Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value_seed(Checked)?;
                 }
             }
         }
@@ -291,14 +300,93 @@ impl<'de> Visitor<'de> for TimestampValue {
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Checked.visit_seq(seq).map(|()| None)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(None)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Checked.visit_map(map).map(|()| None)
     }
+}
+
+/// Any value, read the way [`parse_json_object`] reads it and then dropped: serde_json's
+/// `IgnoredAny` only checks syntax, which accepts lines whose fields cannot be built.
+#[derive(Clone, Copy)]
+struct Checked;
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E>(self, _v: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _v: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _v: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _v: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _v: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Checked)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `line` opens more than `limit` objects or arrays inside one another (brackets in
+/// strings are not counted). Only the slow path asks, so a plain loop is enough.
+fn nests_deeper_than(line: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in line {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -338,10 +426,40 @@ mod tests {
             "not json",
             "",
             "{\"a\":01}",
+            // Valid syntax, but no fields can be built from these: refused, or the event
+            // would turn into a bare `message` the first time its fields were read.
+            r#"{"a":"\uD800"}"#,
+            r#"{"timestamp":1,"a":["\uDC00"]}"#,
+            r#"{"a":1e999}"#,
+            r#"{"timestamp":[-1e400]}"#,
         ] {
             assert!(RawJsonObject::scan(line(bad)).is_err(), "{bad}");
             assert!(parse_json_object(&line(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn nesting_serde_json_cannot_read_is_refused() {
+        // serde_json skips values without a depth limit but reads them with one (128).
+        for depth in [100, 127, 128, 200] {
+            let text = format!("{{\"a\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+            assert_eq!(
+                RawJsonObject::scan(line(&text)).is_ok(),
+                parse_json_object(&line(&text)).is_ok(),
+                "depth {depth}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_nested_too_deep_to_expand_is_not_an_object() {
+        // Skipping accepts any depth, expanding stops at 128 levels: the scan must refuse what
+        // expand cannot read, or the event would silently turn into a `message`.
+        let deep = format!("{{\"deep\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(RawJsonObject::scan(Bytes::from(deep)).is_err());
+        let fine = format!("{{\"ok\":{}1{}}}", "[".repeat(90), "]".repeat(90));
+        let scanned = RawJsonObject::scan(Bytes::from(fine)).expect("90 levels are an object");
+        assert!(scanned.object.expand().get("ok").is_some());
     }
 
     #[test]

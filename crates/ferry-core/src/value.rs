@@ -30,6 +30,19 @@ pub enum Value {
 }
 
 impl Value {
+    /// About how many bytes the value's data takes (text and raw bytes by their length,
+    /// scalars as 8): what the memory buffer reports as `ferry_buffered_bytes`. Not the
+    /// allocation size, which no caller needs.
+    pub fn approximate_size(&self) -> usize {
+        match self {
+            Value::Bytes(bytes) => bytes.len(),
+            Value::Integer(_) | Value::Float(_) | Value::Timestamp(_) => 8,
+            Value::Boolean(_) | Value::Null => 1,
+            Value::Array(values) => values.iter().map(Value::approximate_size).sum(),
+            Value::Object(fields) => fields.approximate_size(),
+        }
+    }
+
     /// The bytes of a `Bytes` value.
     pub fn as_bytes(&self) -> Option<&Bytes> {
         match self {

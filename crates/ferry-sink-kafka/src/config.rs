@@ -290,6 +290,8 @@ impl KafkaSinkConfig {
         }
         if self.topic.as_str().trim().is_empty() {
             issues.push(ConfigIssue::new("topic", "must not be empty"));
+        } else if let Some(why) = topic_template_problem(&self.topic) {
+            issues.push(ConfigIssue::new("topic", why));
         }
         if self.message_timeout_ms == 0 {
             issues.push(ConfigIssue::new("message_timeout_ms", "must be at least 1"));
@@ -320,7 +322,26 @@ impl KafkaSinkConfig {
             ));
         }
         issues.extend(self.sasl.check());
+        // librdkafka's own checks of each raw property (name known, value valid) need no
+        // client, so they are configuration errors with a line, not failures at start.
+        for (key, value) in &self.librdkafka_options.0 {
+            let mut one = rdkafka::ClientConfig::new();
+            one.set(key, value);
+            if let Err(why) = crate::client::check_properties(&one) {
+                let why = why.to_string();
+                let why = why.strip_prefix("invalid producer setting: ").unwrap_or(&why);
+                let why = why.strip_suffix(" (check librdkafka_options)").unwrap_or(why);
+                issues.push(ConfigIssue::new(format!("librdkafka_options.\"{key}\""), why));
+            }
+        }
         let tls = &self.tls;
+        // A TLS file that is missing or unreadable is found now, with its line, rather than
+        // when the producer is made.
+        if tls.enabled
+            && let Err(e) = crate::tls::apply(tls, &mut rdkafka::ClientConfig::new())
+        {
+            issues.push(ConfigIssue::new(e.key(), e.reason()));
+        }
         let any_tls = tls.ca_file.is_some() || tls.crt_file.is_some() || tls.key_file.is_some();
         if !tls.enabled && any_tls {
             issues.push(ConfigIssue::new(
@@ -347,6 +368,43 @@ impl KafkaSinkConfig {
     }
 }
 
+/// Why every topic `topic` can render is a name Kafka refuses, if it is: a static topic is
+/// checked whole; a template's literal text (outside `{{ }}` and `%` specifiers) is checked for
+/// characters no topic may hold. Without this, the broker's "unknown topic" answer sent the
+/// user off to create a topic that can never exist.
+fn topic_template_problem(topic: &Template) -> Option<String> {
+    let text = topic.as_str();
+    if topic.is_static() {
+        return crate::failure::valid_topic_name(text).err().map(|why| {
+            format!(
+                "`{text}` is not a valid Kafka topic name: {}",
+                why.replace("the rendered topic", "it")
+            )
+        });
+    }
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        literal.push_str(&rest[..open]);
+        rest = rest[open..].split_once("}}").map_or("", |(_, after)| after);
+    }
+    literal.push_str(rest);
+    let mut chars = literal.chars();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            // A strftime specifier: its output is checked when it is rendered.
+            chars.next();
+            continue;
+        }
+        if !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+            return Some(format!(
+                "`{text}` can never render a valid Kafka topic name: it holds {c:?}, and a topic name may hold only ASCII letters, digits, `.`, `_` and `-`"
+            ));
+        }
+    }
+    None
+}
+
 ferry_core::register_sink! {
     name: "kafka",
     description: "Streams events into Apache Kafka with at-least-once delivery (librdkafka).",
@@ -361,6 +419,12 @@ ferry_core::register_sink! {
             Ok((Box::new(sink), healthcheck))
         }
 
+        fn check_offline(&self, cx: SinkContext) -> Result<(), BoxError> {
+            let _ = cx;
+            self.check_settings()?;
+            Ok(())
+        }
+
         fn replay_dead_letters(&self, request: &ReplayRequest) -> Result<ReplayReport, BoxError> {
             Ok(crate::replay::replay(self, request)?)
         }
@@ -368,6 +432,18 @@ ferry_core::register_sink! {
 }
 
 impl KafkaSinkConfig {
+    /// What `build` checks before it makes the producer, with no client made: librdkafka's
+    /// client connects to the brokers the moment it exists (and its OIDC login fetches a
+    /// token), so validating without health checks must stop short of it. The TLS files are
+    /// read, the token source is set up, and every property is given to librdkafka's
+    /// configuration object, which refuses unknown names and invalid values.
+    pub(crate) fn check_settings(&self) -> Result<(), BoxError> {
+        let client_config = crate::client::client_config(self)?;
+        crate::token::TokenSource::from_config(&self.sasl)?;
+        crate::client::check_properties(&client_config)?;
+        Ok(())
+    }
+
     /// The sink itself (the crate's tests reach into it).
     pub(crate) fn build_sink(
         &self,
@@ -376,6 +452,8 @@ impl KafkaSinkConfig {
         let client_config = crate::client::client_config(self)?;
         let token = crate::token::TokenSource::from_config(&self.sasl)?;
         let shared = crate::context::SinkShared::new(cx.id.clone(), cx.metrics.clone(), token);
+        // Set once per sink: a sink built twice on the same counters (tests) keeps the first.
+        let _ = cx.metrics.extra.set(shared.stats.clone());
         let producer = crate::client::create_producer(&client_config, shared.clone())?;
         let healthcheck = crate::health::healthcheck(self, producer.clone(), shared.clone());
         let metadata = crate::metadata::MetadataWatcher::start(producer.clone(), &cx.id)?;
@@ -407,5 +485,47 @@ impl KafkaSinkConfig {
             durable_buffer: cx.durable_buffer,
         };
         Ok((sink, healthcheck))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic_issue(topic: &str) -> Option<String> {
+        let text = format!(
+            "inputs = [\"in\"]\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = {}\n",
+            toml::Value::String(topic.to_owned())
+        );
+        let config: KafkaSinkConfig = toml::from_str(&text).expect("config parses");
+        config
+            .check()
+            .into_iter()
+            .find(|issue| issue.key == "topic")
+            .map(|issue| issue.message)
+    }
+
+    #[test]
+    fn a_topic_kafka_would_refuse_is_a_config_error() {
+        for bad in [
+            "my logs",
+            "..",
+            ".",
+            "logs/app",
+            &"x".repeat(250),
+            "logs {{ app }}",
+        ] {
+            let issue = topic_issue(bad).unwrap_or_else(|| panic!("`{bad}` passed"));
+            assert!(issue.contains("topic name"), "{bad}: {issue}");
+        }
+        for good in [
+            "logs",
+            "logs-{{ app }}-%Y.%m.%d",
+            "a.b_c-D9",
+            &"x".repeat(249),
+            "{{ topic }}",
+        ] {
+            assert_eq!(topic_issue(good), None, "{good}");
+        }
     }
 }

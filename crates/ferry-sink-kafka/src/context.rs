@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use ferry_core::rate_limit::WarnLimiter;
 use ferry_core::{DeliveryStatus, EventFinalizer, SinkMetrics};
-use rdkafka::ClientContext;
 use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
@@ -20,7 +19,9 @@ use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::IntoOpaque;
+use rdkafka::{ClientContext, Statistics};
 
+use crate::stats::KafkaStats;
 use crate::token::TokenSource;
 
 /// An event's acknowledgement handle as librdkafka's delivery opaque, with what the sink
@@ -143,6 +144,8 @@ pub(crate) struct SinkShared {
     error_warnings: WarnLimiter,
     /// Makes the OAUTHBEARER tokens when the sink makes them (`sasl.token_file`, MSK IAM).
     pub(crate) token: Option<Arc<TokenSource>>,
+    /// librdkafka's statistics and the per-topic counters (`/metrics` reads them too).
+    pub(crate) stats: Arc<KafkaStats>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -169,6 +172,7 @@ impl SinkShared {
             last_error: Mutex::new(None),
             error_warnings: WarnLimiter::new(Duration::from_secs(30)),
             token,
+            stats: Arc::default(),
         })
     }
 
@@ -293,6 +297,10 @@ impl ClientContext for FerryContext {
         self.shared.record_error(&error, reason);
     }
 
+    fn stats(&self, statistics: Statistics) {
+        self.shared.stats.update(&statistics);
+    }
+
     fn generate_oauth_token(
         &self,
         _oauthbearer_config: Option<&str>,
@@ -317,10 +325,18 @@ impl ProducerContext for FerryContext {
         // starts the topic's next round.
         let round = handle.round.take();
         match result {
-            Ok(_) if handle.letter.is_none() => {
+            Ok(message) if handle.letter.is_none() => {
                 handle.finalizer.settle(DeliveryStatus::Delivered);
-                SinkMetrics::add(&shared.metrics.delivered, 1);
-                SinkMetrics::sub(&shared.metrics.in_flight, 1);
+                let metrics = &shared.metrics;
+                SinkMetrics::add(&metrics.delivered, 1);
+                SinkMetrics::sub(&metrics.in_flight, 1);
+                SinkMetrics::add(&metrics.sent_bytes, message.payload_len() as u64);
+                // librdkafka's own measure, from `produce` to this report: a field read, no
+                // clock read. -1 (unknown) counts as 0 so that every delivery is observed.
+                // SAFETY: the message is valid for the duration of this callback.
+                let micros = unsafe { rdkafka::bindings::rd_kafka_message_latency(message.ptr()) };
+                metrics.latency.observe_us(u64::try_from(micros).unwrap_or(0));
+                shared.stats.topics.delivered(message.topic());
             }
             Ok(_) => {
                 // A dead letter stored in the dead-letter topic: its source hears `Rejected`.
@@ -330,6 +346,7 @@ impl ProducerContext for FerryContext {
                 SinkMetrics::sub(&shared.metrics.in_flight, 1);
             }
             Err((error, message)) => {
+                shared.stats.topics.failed(message.topic());
                 // Still the sink's to deliver: it stays counted in flight until settled.
                 handle.attempts = handle.attempts.saturating_add(1);
                 let record = OwnedRecord {

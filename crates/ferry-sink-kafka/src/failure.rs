@@ -12,6 +12,7 @@
 //! | [`FailureClass::Fatal`] | the producer's fatal state (idempotence broken) | the producer is rebuilt and everything unconfirmed sent again |
 //! | [`FailureClass::Unrecognised`] | anything else | sent again after a back-off at most [`UNRECOGNISED_ATTEMPTS`] times, then a dead letter |
 
+use ferry_core::SinkErrorKind;
 use ferry_dead_letter::DeadLetterReason;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -36,6 +37,18 @@ pub(crate) enum FailureClass {
     Fatal,
     /// Not an error Ferry knows.
     Unrecognised,
+}
+
+/// The `kind` label a failure of `class` is counted under in `ferry_sink_errors_total`.
+pub(crate) fn error_kind(class: FailureClass) -> SinkErrorKind {
+    match class {
+        FailureClass::Transient => SinkErrorKind::Transient,
+        FailureClass::MissingTopic => SinkErrorKind::MissingTopic,
+        FailureClass::Permanent(_) => SinkErrorKind::Record,
+        FailureClass::BatchTooLarge => SinkErrorKind::BatchTooLarge,
+        FailureClass::Fatal => SinkErrorKind::Fatal,
+        FailureClass::Unrecognised => SinkErrorKind::Unrecognised,
+    }
 }
 
 /// Classifies an error from `produce` (`at_enqueue`) or from a delivery report.

@@ -166,6 +166,21 @@ impl HealthJudge {
     }
 }
 
+/// How long no broker connection has been up, once that is [`UNHEALTHY_AFTER`] or more;
+/// `None` while one is up, or when there are no statistics to tell (none came yet, or
+/// `statistics.interval.ms` is 0).
+pub(crate) fn unreachable_for(
+    broker_up_at: Instant,
+    statistics_seen: bool,
+    now: Instant,
+) -> Option<Duration> {
+    if !statistics_seen {
+        return None;
+    }
+    let down = now.saturating_duration_since(broker_up_at);
+    (down >= UNHEALTHY_AFTER).then_some(down)
+}
+
 /// Keeps `health` up to date from the sink's counters, once a second, until the returned
 /// guard is dropped. A task of its own rather than the sink loop's tick, because that loop may
 /// wait a long time for room in librdkafka's queue while the broker is away, which is when
@@ -179,6 +194,7 @@ pub(crate) fn watch(
     let stopped = stop.clone();
     tokio::spawn(async move {
         let mut judge = HealthJudge::new(Instant::now());
+        let mut unreachable_reported = false;
         let mut ticker = tokio::time::interval(HEALTH_TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -188,10 +204,34 @@ pub(crate) fn watch(
             }
             let delivered = metrics.delivered.load(Ordering::Relaxed);
             let waiting = metrics.in_flight.load(Ordering::Relaxed);
-            match judge.judge(delivered, waiting, Instant::now()) {
-                Verdict::Healthy => health.set_healthy(),
+            let now = Instant::now();
+            let verdict = judge.judge(delivered, waiting, now);
+            let statistics_seen = shared.stats.latest().is_some();
+            if let Some(down) = unreachable_for(shared.stats.broker_up_at(), statistics_seen, now) {
+                let cause = shared
+                    .last_error()
+                    .map(|e| format!("; librdkafka's last error: {e}"))
+                    .unwrap_or_default();
+                health.set_unhealthy(format!(
+                    "no broker reachable for {:.0} s{cause}",
+                    down.as_secs_f64()
+                ));
+                unreachable_reported = true;
+                continue;
+            }
+            match verdict {
+                Verdict::Healthy => {
+                    unreachable_reported = false;
+                    health.set_healthy();
+                }
+                // A broker is back and nothing is stalled (yet): what was reported is over.
+                Verdict::Unchanged if unreachable_reported => {
+                    unreachable_reported = false;
+                    health.set_healthy();
+                }
                 Verdict::Unchanged => {}
                 Verdict::Stalled { quiet, waiting } => {
+                    unreachable_reported = false;
                     let cause = shared
                         .last_error()
                         .map(|e| format!("; librdkafka's last error: {e}"))
@@ -210,6 +250,19 @@ pub(crate) fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreachable_only_after_ten_seconds_without_a_broker_up_and_only_with_statistics() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert_eq!(unreachable_for(start, true, at(9)), None);
+        assert_eq!(
+            unreachable_for(start, true, at(10)),
+            Some(Duration::from_secs(10))
+        );
+        // No statistics (not yet, or turned off): nothing to tell from.
+        assert_eq!(unreachable_for(start, false, at(60)), None);
+    }
 
     #[test]
     fn unhealthy_only_after_events_waited_without_a_delivery_and_healthy_at_the_next() {

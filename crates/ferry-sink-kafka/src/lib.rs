@@ -64,6 +64,7 @@ mod sasl;
 #[cfg(test)]
 mod sasl_handshake_stub;
 mod sink;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod tls;

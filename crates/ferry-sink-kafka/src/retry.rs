@@ -439,6 +439,28 @@ mod tests {
     }
 
     #[test]
+    fn the_back_off_doubles_from_half_a_second_to_thirty_and_starts_over_after_success() {
+        // The documented schedule: 0.5 s, 1, 2, 4, 8, 16, then 30 s at most.
+        let start = Instant::now();
+        let mut q = RetryQueue::new(100, 1 << 20);
+        q.push(record("a", "1"), start);
+        let mut now = start + FIRST_BACKOFF;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            assert_eq!(q.due_topics(now), ["a"]);
+            q.end_round("a", RoundEnd::Failed, now);
+            let wait = q.next_due().expect("a is waiting") - now;
+            assert!(q.due_topics(now + wait - Duration::from_millis(1)).is_empty());
+            waits.push(wait.as_millis());
+            now += wait;
+        }
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+        q.end_round("a", RoundEnd::Drained, now);
+        q.end_round("a", RoundEnd::Failed, now);
+        assert_eq!(q.next_due().map(|due| (due - now).as_millis()), Some(500));
+    }
+
+    #[test]
     fn bounds_in_events_and_bytes() {
         let now = Instant::now();
         let mut q = RetryQueue::new(2, 1 << 20);

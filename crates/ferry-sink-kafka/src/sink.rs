@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ferry_core::rate_limit::WarnLimiter;
-use ferry_core::{BoxError, EventStream, LogEvent, SinkHealth, SinkMetrics, SinkRunner};
+use ferry_core::{BoxError, EventStream, LogEvent, SinkErrorKind, SinkHealth, SinkMetrics, SinkRunner};
 use ferry_dead_letter::{DeadLetterConfig, DeadLetterQueue, DeadLetterReason};
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, StreamExt as _};
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::Producer;
 use crate::context::{DeliveryHandle, OwnedRecord, SinkShared};
 use crate::dead_letters::DeadLetters;
-use crate::failure::{FailureClass, UNRECOGNISED_ATTEMPTS, classify};
+use crate::failure::{FailureClass, UNRECOGNISED_ATTEMPTS, classify, error_kind};
 use crate::record::{RecordBuilder, RecordParts};
 use crate::retry::{RetryQueue, RoundEnd};
 use crate::topic::{NotQueued, OutgoingRecord, TopicProducer};
@@ -219,6 +219,7 @@ impl RunningSink {
             let mut parts = match self.sink.records.build(&event, buf) {
                 Ok(parts) => parts,
                 Err(e) => {
+                    self.sink.metrics.add_errors(SinkErrorKind::Template, 1);
                     let record = self.unbuilt(&event, handle);
                     self.dead_letter(record, DeadLetterReason::Template, &e.to_string())
                         .await;
@@ -293,6 +294,7 @@ impl RunningSink {
                     self.retries.push_waiting(record, Instant::now());
                 }
                 Err(e) => {
+                    self.sink.metrics.add_errors(SinkErrorKind::Template, 1);
                     let record = self.unbuilt(&event, handle);
                     self.dead_letter(record, DeadLetterReason::Template, &e.to_string())
                         .await;
@@ -340,6 +342,8 @@ impl RunningSink {
 
     /// Gives a failed record the treatment its failure class calls for.
     async fn route_failure(&mut self, mut record: OwnedRecord, error: &KafkaError, at_enqueue: bool) {
+        let class = classify(error, at_enqueue);
+        self.sink.metrics.add_errors(error_kind(class), 1);
         if record.handle.letter.is_some() {
             self.letter_refused(record, error).await;
             return;
@@ -348,7 +352,7 @@ impl RunningSink {
             record.handle.attempts = record.handle.attempts.saturating_add(1);
         }
         let now = Instant::now();
-        match classify(error, at_enqueue) {
+        match class {
             FailureClass::Transient | FailureClass::Fatal => {
                 if matches!(
                     error.rdkafka_error_code(),
@@ -476,7 +480,17 @@ impl RunningSink {
                     return;
                 }
                 record.handle.attempts = record.handle.attempts.saturating_add(1);
-                match classify(&error, true) {
+                let class = classify(&error, true);
+                let routed = match class {
+                    FailureClass::MissingTopic | FailureClass::Transient | FailureClass::Fatal => false,
+                    FailureClass::Unrecognised => record.handle.attempts >= UNRECOGNISED_ATTEMPTS,
+                    FailureClass::Permanent(_) | FailureClass::BatchTooLarge => true,
+                };
+                if !routed {
+                    // Those that go on to `route_failure` are counted there.
+                    self.sink.metrics.add_errors(error_kind(class), 1);
+                }
+                match class {
                     FailureClass::MissingTopic => {
                         self.retries.unpop(record, now);
                         self.retries.mark_missing(&topic, now);

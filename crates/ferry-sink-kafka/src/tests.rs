@@ -1,7 +1,8 @@
 //! The sink against librdkafka's mock cluster, for the faults one real broker cannot stage:
-//! a fatal producer error, a partition without a leader, a batch refused as too large, and
-//! request errors that librdkafka retries itself. (Everything a real broker can stage is
-//! tested against tansu in the workspace's `tests/`.)
+//! a fatal producer error, a partition without a leader, a batch refused as too large,
+//! request errors that librdkafka retries itself, and rendered topic names Kafka refuses (the
+//! mock cluster takes any name, so only the sink refuses them). (Everything a real broker can
+//! stage is tested against tansu in the workspace's `tests/`.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -355,4 +356,48 @@ async fn a_producer_that_goes_quiet_is_rebuilt_and_nothing_is_lost() {
     let records = read_back(&bootstrap, "quiet", 600);
     let distinct: std::collections::HashSet<&String> = records.iter().map(|(_, p)| p).collect();
     assert_eq!(distinct.len(), 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_topics_kafka_refuses_are_rejected_at_once_and_the_rest_of_the_batch_flows() {
+    let cluster = cluster("t-ok", 1);
+    let bootstrap = cluster.bootstrap_servers();
+    // A long grace: were an invalid name taken for a missing topic, the batch would wait.
+    let running = start(&bootstrap, "t-{{ app }}", "unknown_topic_grace_ms = 600000");
+    // (`t-..` would be a valid name: only `.` and `..` themselves are refused.)
+    let apps = ["ok", "o k", "o\0k", "ok", "a/b", &"x".repeat(300), "ok"];
+    let mut statuses = Vec::new();
+    let mut batch = Vec::new();
+    for (i, app) in apps.iter().enumerate() {
+        let mut event = LogEvent::from_message(format!("event {i}"));
+        event.insert_path(&"app".parse().unwrap(), (*app).into());
+        // One notifier per event, so each event's verdict can be read.
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        event.attach_notifier(&notifier);
+        statuses.push(status);
+        batch.push(event);
+    }
+    running.tx.send(batch).await.expect("sink reads");
+    let metrics = running.metrics.clone();
+    let started = Instant::now();
+    let statuses = finish(running, statuses).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "no record waited for a grace: {:?}",
+        started.elapsed()
+    );
+    let expected: Vec<DeliveryStatus> = apps
+        .iter()
+        .map(|app| {
+            if *app == "ok" {
+                DeliveryStatus::Delivered
+            } else {
+                DeliveryStatus::Rejected
+            }
+        })
+        .collect();
+    assert_eq!(statuses, expected);
+    assert_eq!(metrics.delivered.load(Ordering::Relaxed), 3);
+    assert_eq!(metrics.dead_lettered.load(Ordering::Relaxed), 4);
+    assert_eq!(read_back(&bootstrap, "t-ok", 3).len(), 3);
 }

@@ -34,6 +34,23 @@ pub enum TlsError {
     },
 }
 
+impl TlsError {
+    /// The option at fault, as written in the sink's table (`tls.ca_file`).
+    pub(crate) fn key(&self) -> String {
+        match self {
+            TlsError::Read { key, .. } | TlsError::Format { key, .. } => format!("tls.{key}"),
+        }
+    }
+
+    /// What is wrong with it, without the option's name.
+    pub(crate) fn reason(&self) -> String {
+        let shown = self.to_string();
+        shown
+            .strip_prefix(&format!("{}: ", self.key()))
+            .map_or(shown.clone(), str::to_owned)
+    }
+}
+
 fn is_inline_pem(value: &str) -> bool {
     value.trim_start().starts_with("-----BEGIN")
 }

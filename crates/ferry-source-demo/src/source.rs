@@ -40,7 +40,10 @@ pub(crate) async fn run(config: DemoSourceConfig, cx: SourceContext) -> Result<(
             continue;
         }
         let now = Utc::now();
-        let batch = (0..n).map(|_| generator.next_event(now)).collect();
+        let batch: Vec<_> = (0..n).map(|_| generator.next_event(now)).collect();
+        // What it "read": the bytes of the messages it made up.
+        let bytes: usize = batch.iter().map(|e| e.message().map_or(0, |m| m.len())).sum();
+        cx.metrics.add_bytes(bytes as u64);
         tokio::select! {
             sent = cx.out.send_batch(batch) => if sent.is_err() { break },
             () = cx.shutdown.cancelled() => break,

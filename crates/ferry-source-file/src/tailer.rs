@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,9 @@ use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use ferry_codecs::Decoder;
 use ferry_core::rate_limit::WarnLimiter;
-use ferry_core::{BatchNotifier, DeliveryStatus, LogEvent, SourceSender, Value};
+use ferry_core::{
+    BatchNotifier, DeliveryStatus, LogEvent, SourceErrorKind, SourceMetrics, SourceSender, Value,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CheckpointStore, FileCheckpoint, Loaded};
@@ -89,14 +92,13 @@ pub(crate) struct Tailer {
     warn_undecodable: WarnLimiter,
     warn_save: WarnLimiter,
     counts: Counts,
+    /// The source's counters (`/metrics` reads them, and so does the stop line).
+    metrics: Arc<SourceMetrics>,
 }
 
-/// What the source did, logged when it stops.
+/// What the source did besides its `SourceMetrics`, logged when it stops.
 #[derive(Debug, Default)]
 struct Counts {
-    lines: u64,
-    oversized: u64,
-    undecodable: u64,
     restarted: u64,
 }
 
@@ -141,6 +143,7 @@ impl Tailer {
                 .collect(),
             id,
             config,
+            metrics: out.metrics().clone(),
             out: Some(out),
             shutdown,
             runtime,
@@ -209,8 +212,8 @@ impl Tailer {
             self.save_if_due();
         }
         self.save();
-        let c = &self.counts;
-        tracing::info!(source = %self.id, lines = c.lines, split_lines = c.oversized, undecodable = c.undecodable, files_read_again = c.restarted, files_followed = self.files.len(), "file source stopped; checkpoints saved");
+        let m = self.metrics.snapshot();
+        tracing::info!(source = %self.id, lines = m.received_events, bytes = m.received_bytes, split_lines = m.error(SourceErrorKind::SplitLine), undecodable = m.error(SourceErrorKind::Undecodable), files_read_again = self.counts.restarted, files_followed = self.files.len(), "file source stopped; checkpoints saved");
     }
 
     fn housekeeping(&mut self) {
@@ -271,6 +274,7 @@ impl Tailer {
             let outcome = match file.read(&mut self.read_buf, READ_CHUNK, &self.framing, &mut lines) {
                 Ok(outcome) => outcome,
                 Err(e) => {
+                    self.metrics.add_errors(SourceErrorKind::Read, 1);
                     if let Some(suppressed) = self.warn_open.check() {
                         tracing::warn!(source = %self.id, file = %file.path.display(), error = %e, suppressed, "cannot read file; trying again later");
                     }
@@ -282,7 +286,8 @@ impl Tailer {
                 self.counts.restarted += 1;
                 self.dirty = true;
             }
-            self.counts.oversized += outcome.cut.oversized as u64;
+            self.metrics
+                .add_errors(SourceErrorKind::SplitLine, outcome.cut.oversized as u64);
             if outcome.cut.oversized > 0
                 && let Some(suppressed) = self.warn_oversized.check()
             {
@@ -317,6 +322,7 @@ impl Tailer {
             return Vec::new();
         };
         let bytes: u64 = lines.iter().map(|l| l.bytes.len() as u64 + 1).sum();
+        self.metrics.add_bytes(bytes);
         let seq = file.ledger.record(file.line_offset);
         self.unacked_bytes += bytes;
         let acks = self.acks_tx.clone();
@@ -353,8 +359,7 @@ impl Tailer {
             event.attach_notifier(&notifier);
             events.push(event);
         }
-        self.counts.lines += events.len() as u64;
-        self.counts.undecodable += undecodable;
+        self.metrics.add_errors(SourceErrorKind::Undecodable, undecodable);
         if undecodable > 0
             && let Some(suppressed) = self.warn_undecodable.check()
         {
@@ -579,6 +584,7 @@ impl Tailer {
         let handle = match File::open(&file.path) {
             Ok(handle) => handle,
             Err(e) => {
+                self.metrics.add_errors(SourceErrorKind::Read, 1);
                 if let Some(suppressed) = self.warn_open.check() {
                     tracing::warn!(source = %self.id, file = %file.path.display(), error = %e, suppressed, "cannot open file; trying again at the next discovery");
                 }
@@ -612,6 +618,7 @@ impl Tailer {
         let handle = match File::open(&path) {
             Ok(handle) => handle,
             Err(e) => {
+                self.metrics.add_errors(SourceErrorKind::Read, 1);
                 if let Some(suppressed) = self.warn_open.check() {
                     tracing::warn!(source = %self.id, file = %path.display(), error = %e, suppressed, "cannot open file; trying again at the next discovery");
                 }
@@ -749,6 +756,7 @@ impl Tailer {
         match self.store.save(&entries) {
             Ok(()) => self.dirty = false,
             Err(e) => {
+                self.metrics.add_errors(SourceErrorKind::Checkpoint, 1);
                 if let Some(suppressed) = self.warn_save.check() {
                     tracing::warn!(source = %self.id, error = %e, suppressed, "cannot save checkpoints; trying again in a second (a restart meanwhile sends some lines again)");
                 }

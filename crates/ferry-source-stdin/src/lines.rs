@@ -19,22 +19,27 @@ impl LineSplitter {
         }
     }
 
+    /// Cuts later lines at `max_line_bytes` instead (a reloaded configuration).
+    pub fn set_max_line_bytes(&mut self, max_line_bytes: usize) {
+        self.max_line_bytes = max_line_bytes;
+    }
+
     /// The buffer to read into: at least `min_free` bytes of spare room after what is pending.
     pub fn spare(&mut self, min_free: usize) -> &mut BytesMut {
         self.pending.reserve(min_free);
         &mut self.pending
     }
 
-    /// Takes every complete line out of the pending bytes. Returns how many lines were cut
-    /// because they exceeded `max_line_bytes`.
+    /// Takes every complete line out of the pending bytes. Returns how many cuts were made in
+    /// lines longer than `max_line_bytes` (a line of 2.5 times the limit is cut twice).
     pub fn drain_lines(&mut self, out: &mut Vec<Bytes>) -> usize {
         let mut oversized = 0;
         if let Some(last) = memchr::memrchr(b'\n', &self.pending) {
             let chunk = self.pending.split_to(last + 1).freeze();
-            split_complete(&chunk, out);
+            oversized += split_complete(&chunk, self.max_line_bytes, out);
         }
         // A line with no end in sight is cut so memory stays bounded.
-        while self.pending.len() >= self.max_line_bytes {
+        while self.pending.len() > self.max_line_bytes {
             out.push(self.pending.split_to(self.max_line_bytes).freeze());
             oversized += 1;
         }
@@ -54,8 +59,12 @@ impl LineSplitter {
     }
 }
 
-/// Splits a chunk that ends with `\n` into its lines (without `\n` or `\r\n`).
-fn split_complete(chunk: &Bytes, out: &mut Vec<Bytes>) {
+/// Splits a chunk that ends with `\n` into its lines (without `\n` or `\r\n`), cutting a line
+/// longer than `max_line_bytes` into pieces as [`LineSplitter::drain_lines`] cuts one whose end
+/// has not arrived yet: whether a long line is cut must not depend on how the reads fell.
+/// Returns how many cuts it made.
+fn split_complete(chunk: &Bytes, max_line_bytes: usize, out: &mut Vec<Bytes>) -> usize {
+    let mut oversized = 0;
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', chunk) {
         let line_end = if end > start && chunk[end - 1] == b'\r' {
@@ -63,9 +72,15 @@ fn split_complete(chunk: &Bytes, out: &mut Vec<Bytes>) {
         } else {
             end
         };
+        while line_end - start > max_line_bytes {
+            out.push(chunk.slice(start..start + max_line_bytes));
+            start += max_line_bytes;
+            oversized += 1;
+        }
         out.push(chunk.slice(start..line_end));
         start = end + 1;
     }
+    oversized
 }
 
 #[cfg(test)]
@@ -94,5 +109,13 @@ mod tests {
         assert_eq!(feed(&mut s, b"abcdefghij", &mut out), 2);
         out.extend(s.finish());
         assert_eq!(out, [&b"abcd"[..], b"efgh", b"ij"]);
+    }
+
+    #[test]
+    fn an_overlong_line_read_whole_is_cut_the_same_way() {
+        let mut s = LineSplitter::new(4);
+        let mut out = Vec::new();
+        assert_eq!(feed(&mut s, b"abcdefghij\nok\nabcd\n", &mut out), 2);
+        assert_eq!(out, [&b"abcd"[..], b"efgh", b"ij", b"ok", b"abcd"]);
     }
 }

@@ -16,6 +16,14 @@
 //! Quirks worth knowing (checked with tansu 0.6.0): topics are not auto-created; a partition's
 //! reported high watermark is the base offset of its last batch + 1, so count records by
 //! reading them, never from watermarks.
+//!
+//! [`BrokerProxy`] stands between clients and a broker to add latency, limit bandwidth or
+//! stall the traffic (the benchmarks' slow brokers, the reliability suite's stalled one); the
+//! broker must advertise the proxy's port ([`Broker::start_advertised`]).
+
+mod proxy;
+
+pub use proxy::BrokerProxy;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -6,7 +6,7 @@ use ferry_buffers::BufferWriter;
 use ferry_config::{Config, resolve_data_dir};
 use ferry_core::{
     BoxError, EventStream, Healthcheck, SinkContext, SinkHealth, SinkMetrics, SinkRunner, SourceContext,
-    SourceSender, SourceTask,
+    SourceMetrics, SourceSender, SourceTask,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +53,8 @@ pub(crate) struct BuiltSource {
     pub(crate) id: String,
     pub(crate) task: SourceTask,
     pub(crate) output: mpsc::Receiver<Vec<ferry_core::LogEvent>>,
+    /// Its counters (`/metrics` reads them).
+    pub(crate) metrics: Arc<SourceMetrics>,
     /// The sinks it feeds, by index into `Pipeline::sinks`.
     pub(crate) sinks: Vec<usize>,
 }
@@ -88,26 +90,8 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
     let shutdown = CancellationToken::new();
     let deadline = CancellationToken::new();
     let mut errors = Vec::new();
-    // Buffers whose `max_size` add up to more than their volume could never all be filled:
-    // a configuration error, caught before anything starts.
-    let disk_buffers: Vec<(&str, std::path::PathBuf, u64)> = config
-        .sinks
-        .iter()
-        .filter(|s| s.config.buffer().kind == ferry_core::BufferType::Disk)
-        .map(|s| {
-            (
-                s.id.as_str(),
-                ferry_buffers::disk_buffer_dir(&data_dir, &s.id),
-                s.config.buffer().max_size.unwrap_or(0),
-            )
-        })
-        .collect();
-    let disk_buffers: Vec<(&str, &std::path::Path, u64)> = disk_buffers
-        .iter()
-        .map(|(id, dir, size)| (*id, dir.as_path(), *size))
-        .collect();
-    if let Err(e) = ferry_buffers::check_capacity(&disk_buffers) {
-        errors.push(BuildError::Capacity(e));
+    if let Err(e) = check_capacity(config, &data_dir) {
+        errors.push(e);
     }
     // Bound before anything starts, so a port in use stops ferry before it reads input; not
     // when only validating, since the running ferry may hold the port.
@@ -166,12 +150,14 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
     }
     let mut sources = Vec::new();
     for source in &config.sources {
-        let (out, output) = SourceSender::new(SOURCE_CHANNEL_BATCHES);
+        let metrics = Arc::new(SourceMetrics::default());
+        let (out, output) = SourceSender::with_metrics(SOURCE_CHANNEL_BATCHES, metrics.clone());
         let cx = SourceContext {
             id: source.id.clone(),
             out,
             shutdown: shutdown.child_token(),
             data_dir: data_dir.clone(),
+            metrics: metrics.clone(),
         };
         match source.config.build(cx) {
             Ok(task) => {
@@ -188,6 +174,7 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
                     id: source.id.clone(),
                     task,
                     output,
+                    metrics,
                     sinks: fed,
                 });
             }
@@ -209,6 +196,68 @@ pub fn build_pipeline(config: &Config, buffers: Buffers) -> Result<Pipeline, Vec
     } else {
         Err(errors)
     }
+}
+
+/// Buffers whose `max_size` add up to more than their volume could never all be filled: a
+/// configuration error, caught before anything starts.
+fn check_capacity(config: &Config, data_dir: &std::path::Path) -> Result<(), BuildError> {
+    let disk_buffers: Vec<(&str, std::path::PathBuf, u64)> = config
+        .sinks
+        .iter()
+        .filter(|s| s.config.buffer().kind == ferry_core::BufferType::Disk)
+        .map(|s| {
+            (
+                s.id.as_str(),
+                ferry_buffers::disk_buffer_dir(data_dir, &s.id),
+                s.config.buffer().max_size.unwrap_or(0),
+            )
+        })
+        .collect();
+    let disk_buffers: Vec<(&str, &std::path::Path, u64)> = disk_buffers
+        .iter()
+        .map(|(id, dir, size)| (*id, dir.as_path(), *size))
+        .collect();
+    ferry_buffers::check_capacity(&disk_buffers).map_err(BuildError::Capacity)
+}
+
+/// Checks what [`build_pipeline`] would, without starting anything that reaches the network
+/// (`ferry validate --no-healthchecks`): each sink runs its `check_offline`, each source is
+/// built and dropped, no buffer is opened and no port bound.
+pub fn check_offline(config: &Config) -> Result<(), Vec<BuildError>> {
+    let data_dir = resolve_data_dir(config.data_dir.as_deref()).map_err(|e| vec![BuildError::from(e)])?;
+    let mut errors = Vec::new();
+    if let Err(e) = check_capacity(config, &data_dir) {
+        errors.push(e);
+    }
+    for sink in &config.sinks {
+        let mut cx = SinkContext::standalone(sink.id.clone(), data_dir.clone());
+        cx.durable_buffer = sink.config.buffer().kind == ferry_core::BufferType::Disk;
+        if let Err(source) = sink.config.check_offline(cx) {
+            errors.push(BuildError::Component {
+                kind: "sink",
+                id: sink.id.clone(),
+                source,
+            });
+        }
+    }
+    for source in &config.sources {
+        let (out, _output) = SourceSender::new(SOURCE_CHANNEL_BATCHES);
+        let cx = SourceContext {
+            id: source.id.clone(),
+            out,
+            shutdown: CancellationToken::new(),
+            data_dir: data_dir.clone(),
+            metrics: Arc::default(),
+        };
+        if let Err(e) = source.config.build(cx) {
+            errors.push(BuildError::Component {
+                kind: "source",
+                id: source.id.clone(),
+                source: e,
+            });
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
 /// Runs every enabled health check at once, each bounded by `timeout`; logs each result and

@@ -20,6 +20,11 @@
 //!   the run ends [`RunOutcome::Unfinished`] with their count; disk-buffered sinks leave it on
 //!   disk for the next start, and the run still counts as completed. A second signal ends the
 //!   run at once ([`RunOutcome::Aborted`]).
+//! - SIGHUP asks the caller's [`ReloadCheck`] to load the configuration again. When it
+//!   loads, the pipeline drains exactly as at shutdown and [`run`] returns
+//!   [`RunOutcome::Reload`], so the caller builds and runs the new one in the same process
+//!   (checkpoints, disk buffers and standard input carry over); when it does not, the reason
+//!   is logged and the run goes on.
 //! - A sink that fails ends the run in order: the other sinks drain what they have (within
 //!   the deadline), the failed sink's buffer refuses further events (counted in `dropped`),
 //!   and the run ends [`RunOutcome::SinkFailed`] naming the sink and the cause.
@@ -35,6 +40,6 @@ mod run;
 mod signals;
 mod summary;
 
-pub use build::{Buffers, BuildError, Pipeline, build_pipeline, check_health};
-pub use run::{RunOptions, RunOutcome, run};
-pub use signals::Signals;
+pub use build::{Buffers, BuildError, Pipeline, build_pipeline, check_health, check_offline};
+pub use run::{ReloadCheck, RunOptions, RunOutcome, run};
+pub use signals::{Request, Signals};

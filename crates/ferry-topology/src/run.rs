@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::build::Pipeline;
-use crate::signals::Signals;
+use crate::signals::{Request, Signals};
 use crate::summary::log_summary;
 
 /// How a run is conducted.
@@ -51,7 +51,20 @@ pub enum RunOutcome {
     Aborted,
     /// The HTTP endpoint could not be started (nothing was read).
     ApiFailed(String),
+    /// SIGHUP brought a configuration that [`ReloadCheck`] accepted: the pipeline stopped
+    /// reading and drained as at shutdown, and the caller should build and run the new one.
+    /// `unconfirmed` counts memory-buffered events that were not confirmed by the shutdown
+    /// deadline (they went to dead letters, as at a shutdown).
+    Reload {
+        /// (sink ID, events) not confirmed by the deadline, as in [`RunOutcome::Unfinished`].
+        unconfirmed: Vec<(String, u64)>,
+    },
 }
+
+/// Called on SIGHUP while the pipeline runs: loads and checks the configuration again.
+/// `Ok` switches to it (the caller keeps what it loaded); `Err` keeps the running pipeline,
+/// and the reason is logged.
+pub type ReloadCheck<'a> = &'a mut dyn FnMut() -> Result<(), String>;
 
 /// How long sources may take to finish after the sinks have given up at the deadline.
 const SOURCES_AFTER_DEADLINE: Duration = Duration::from_secs(3);
@@ -61,7 +74,13 @@ const AFTER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Runs `pipeline` until end of input, a signal or a failed sink, then drains it (see the
 /// crate docs).
-pub async fn run(mut pipeline: Pipeline, options: RunOptions, signals: Signals) -> RunOutcome {
+/// `reload` is asked on every SIGHUP; without one, SIGHUP is logged and ignored.
+pub async fn run(
+    mut pipeline: Pipeline,
+    options: RunOptions,
+    signals: &mut Signals,
+    reload: Option<ReloadCheck<'_>>,
+) -> RunOutcome {
     // The endpoint answers from the start, through the health checks and the drain.
     let api = match pipeline.api.take() {
         Some(listener) => {
@@ -74,7 +93,15 @@ pub async fn run(mut pipeline: Pipeline, options: RunOptions, signals: Signals) 
                     health: s.health.clone(),
                 })
                 .collect();
-            match ferry_api::serve(listener, sinks) {
+            let sources = pipeline
+                .sources
+                .iter()
+                .map(|s| ferry_api::SourceStatus {
+                    id: s.id.clone(),
+                    metrics: s.metrics.clone(),
+                })
+                .collect();
+            match ferry_api::serve(listener, sinks, sources) {
                 Ok(server) => Some(server),
                 Err(e) => {
                     tracing::error!("{e}");
@@ -84,14 +111,19 @@ pub async fn run(mut pipeline: Pipeline, options: RunOptions, signals: Signals) 
         }
         None => None,
     };
-    let outcome = run_pipeline(pipeline, options, signals).await;
+    let outcome = run_pipeline(pipeline, options, signals, reload).await;
     if let Some(api) = api {
         api.stop().await;
     }
     outcome
 }
 
-async fn run_pipeline(mut pipeline: Pipeline, options: RunOptions, mut signals: Signals) -> RunOutcome {
+async fn run_pipeline(
+    mut pipeline: Pipeline,
+    options: RunOptions,
+    signals: &mut Signals,
+    mut reload: Option<ReloadCheck<'_>>,
+) -> RunOutcome {
     let failures = crate::build::check_health(&mut pipeline, options.healthcheck_timeout).await;
     if options.require_healthy && !failures.is_empty() {
         return RunOutcome::Unhealthy(failures);
@@ -160,6 +192,7 @@ async fn run_pipeline(mut pipeline: Pipeline, options: RunOptions, mut signals: 
     let mut finished = SinksFinished::new(metrics.iter().map(|(id, _)| id.clone()).collect());
     let all_sources = join_all(source_tasks);
     tokio::pin!(all_sources);
+    let mut reloading = false;
     // Running: until end of input, a signal, or the first sink that stops.
     loop {
         tokio::select! {
@@ -167,11 +200,30 @@ async fn run_pipeline(mut pipeline: Pipeline, options: RunOptions, mut signals: 
                 tracing::info!("end of input: draining buffers and flushing sinks");
                 break;
             }
-            name = signals.recv() => {
-                tracing::info!(signal = name, timeout_s = options.shutdown_timeout.as_secs_f64(), "shutting down: sources stop, buffers drain, sinks flush (a second signal exits at once)");
-                pipeline.shutdown.cancel();
-                break;
-            }
+            request = signals.recv() => match request {
+                Request::Shutdown(name) => {
+                    tracing::info!(signal = name, timeout_s = options.shutdown_timeout.as_secs_f64(), "shutting down: sources stop, buffers drain, sinks flush (a second signal exits at once)");
+                    pipeline.shutdown.cancel();
+                    break;
+                }
+                Request::Reload => {
+                    let Some(check) = reload.as_mut() else {
+                        tracing::warn!("SIGHUP ignored: this run cannot reload its configuration");
+                        continue;
+                    };
+                    match check() {
+                        Ok(()) => {
+                            tracing::info!(timeout_s = options.shutdown_timeout.as_secs_f64(), "SIGHUP: the new configuration is valid; sources stop, buffers drain, sinks flush, then it starts");
+                            reloading = true;
+                            pipeline.shutdown.cancel();
+                            break;
+                        }
+                        Err(reason) => {
+                            tracing::error!("SIGHUP: the configuration was not reloaded, the running one goes on: {reason}");
+                        }
+                    }
+                }
+            },
             Some((index, result)) = sink_done.recv() => {
                 let failed = result.is_err();
                 finished.record(index, result);
@@ -201,7 +253,7 @@ async fn run_pipeline(mut pipeline: Pipeline, options: RunOptions, mut signals: 
     let outcome = tokio::select! {
         () = drain => None,
         () = tokio::time::sleep(options.shutdown_timeout) => Some(false),
-        name = signals.recv() => {
+        name = signals.shutdown() => {
             tracing::warn!(signal = name, "second signal: exiting without waiting for the sinks");
             Some(true)
         }
@@ -262,7 +314,16 @@ async fn run_pipeline(mut pipeline: Pipeline, options: RunOptions, mut signals: 
         summary.abort();
     }
     log_summary(&metrics, true);
-    outcome
+    if !reloading {
+        return outcome;
+    }
+    match outcome {
+        RunOutcome::Completed => RunOutcome::Reload {
+            unconfirmed: Vec::new(),
+        },
+        RunOutcome::Unfinished(unconfirmed) => RunOutcome::Reload { unconfirmed },
+        other => other,
+    }
 }
 
 /// The sinks whose tasks have ended, and how.

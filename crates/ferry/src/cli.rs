@@ -21,6 +21,8 @@ A minimal configuration:
   encoding.codec = \"json\"
 
 Environment variables are substituted before parsing: ${VAR}, $VAR, ${VAR:-default}, $$.
+Signals: SIGTERM/SIGINT stop reading, drain and exit (a second one exits at once); SIGHUP
+reloads the configuration files (a file that does not load is logged and ignored).
 Exit status: 0 done, 1 configuration, health or delivery failure, 2 usage, 130 second signal.";
 
 /// Ferry ships log events from sources (stdin, demo) through per-sink buffers into sinks

@@ -137,26 +137,95 @@ fn build_or_report(config: &Config, buffers: ferry_topology::Buffers) -> Option<
     match ferry_topology::build_pipeline(config, buffers) {
         Ok(pipeline) => Some(pipeline),
         Err(errors) => {
-            for e in errors {
-                eprintln!("ferry: {e}");
-            }
+            report_build_errors(config, errors);
             None
         }
     }
 }
+
+/// Builds a pipeline after a reload. What the previous one held (disk-buffer and checkpoint
+/// locks, the API port) is let go as its last tasks end, which can trail the drain by a
+/// moment: a build that fails is tried again for a few seconds before it counts as failed.
+async fn rebuild(config: &Config) -> Result<ferry_topology::Pipeline, String> {
+    let mut attempts = 0;
+    loop {
+        match ferry_topology::build_pipeline(config, ferry_topology::Buffers::Open) {
+            Ok(pipeline) => return Ok(pipeline),
+            Err(errors) if attempts >= REBUILD_ATTEMPTS => {
+                return Err(errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "));
+            }
+            Err(_) => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Prints what stopped the pipeline from being built; an unusable `data_dir` is shown where
+/// the configuration sets it, as a configuration error is.
+fn report_build_errors(config: &Config, errors: Vec<ferry_topology::BuildError>) {
+    for e in errors {
+        match (&e, &config.data_dir_set_at) {
+            (ferry_topology::BuildError::DataDir(_), Some((file, position))) => {
+                let at = position
+                    .map(|(line, column)| format!(":{line}:{column}"))
+                    .unwrap_or_default();
+                eprintln!("ferry: {}{at}: key `data_dir`: {e}", file.display());
+            }
+            (ferry_topology::BuildError::Capacity(_), _) => {
+                // Shown at the first disk buffer's `max_size`; the message names them all.
+                let first = config
+                    .sinks
+                    .iter()
+                    .find(|s| s.config.buffer().kind == ferry_core::BufferType::Disk);
+                match first {
+                    Some(sink) => {
+                        let at =
+                            ferry_config::locate_key(&sink.file, &["sinks", &sink.id, "buffer", "max_size"])
+                                .map(|(line, column)| format!(":{line}:{column}"))
+                                .unwrap_or_default();
+                        eprintln!(
+                            "ferry: {}{at}: [sinks.{}] key `buffer.max_size`: {e}",
+                            sink.file.display(),
+                            sink.id
+                        );
+                    }
+                    None => eprintln!("ferry: {e}"),
+                }
+            }
+            _ => eprintln!("ferry: {e}"),
+        }
+    }
+}
+
+/// 25 tries, 200 ms apart: 5 s for the previous pipeline's last holders to let go.
+const REBUILD_ATTEMPTS: u32 = 25;
 
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let Some(config) = load(&args.config)? else {
         return Ok(ExitCode::FAILURE);
     };
     let timeout = seconds(args.healthcheck_timeout, "--healthcheck-timeout")?;
+    let (n_sources, n_sinks) = (config.sources.len(), config.sinks.len());
+    // Components may expect a runtime while they are built, even when they start nothing.
     let rt = runtime()?;
     let _guard = rt.enter();
-    let Some(mut pipeline) = build_or_report(&config, ferry_topology::Buffers::Skip) else {
-        return Ok(ExitCode::FAILURE);
-    };
-    let (n_sources, n_sinks) = (config.sources.len(), config.sinks.len());
-    if !args.no_healthchecks {
+    if args.no_healthchecks {
+        // Without health checks nothing may reach the network: a Kafka client connects to
+        // its brokers as soon as it is made, so the sinks are checked, not built.
+        if let Err(errors) = ferry_topology::check_offline(&config) {
+            report_build_errors(&config, errors);
+            return Ok(ExitCode::FAILURE);
+        }
+    } else {
+        let Some(mut pipeline) = build_or_report(&config, ferry_topology::Buffers::Skip) else {
+            return Ok(ExitCode::FAILURE);
+        };
         let failures = rt.block_on(ferry_topology::check_health(&mut pipeline, timeout));
         if !failures.is_empty() {
             for (sink, reason) in failures {
@@ -183,7 +252,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let summary = seconds(args.summary_interval, "--summary-interval")?;
-    let options = RunOptions {
+    let mut options = RunOptions {
         require_healthy: args.require_healthy,
         healthcheck_timeout: seconds(args.healthcheck_timeout, "--healthcheck-timeout")?,
         shutdown_timeout: seconds(args.shutdown_timeout, "--shutdown-timeout")?,
@@ -191,11 +260,49 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = runtime()?;
     let outcome = rt.block_on(async {
-        let signals = Signals::install().context("cannot install the SIGINT/SIGTERM handlers")?;
-        let Some(pipeline) = build_or_report(&config, ferry_topology::Buffers::Open) else {
+        let mut signals = Signals::install().context("cannot install the SIGINT/SIGTERM/SIGHUP handlers")?;
+        let Some(mut pipeline) = build_or_report(&config, ferry_topology::Buffers::Open) else {
             return Ok(None);
         };
-        anyhow::Ok(Some(ferry_topology::run(pipeline, options, signals).await))
+        let mut running = config;
+        loop {
+            // SIGHUP loads the files again; only a configuration that loads is switched to.
+            let mut next: Option<Config> = None;
+            let mut check = || match ferry_config::load_files(&args.config.config) {
+                Ok(config) => {
+                    next = Some(config);
+                    Ok(())
+                }
+                Err(errors) => Err(errors.to_string()),
+            };
+            let outcome = ferry_topology::run(pipeline, options.clone(), &mut signals, Some(&mut check)).await;
+            let RunOutcome::Reload { unconfirmed } = outcome else {
+                return anyhow::Ok(Some(outcome));
+            };
+            for (sink, events) in unconfirmed {
+                tracing::error!(sink = %sink, events, "reload: these events were not confirmed by the shutdown deadline and went to dead letters");
+            }
+            // A reload never stops ferry for a broker that is away: the first start decided.
+            options.require_healthy = false;
+            let config = next.take().context("SIGHUP accepted a configuration that was not kept")?;
+            pipeline = match rebuild(&config).await {
+                Ok(pipeline) => {
+                    tracing::info!(files = ?args.config.config, "reload: the new configuration is running");
+                    running = config;
+                    pipeline
+                }
+                Err(reason) => {
+                    tracing::error!("reload: the new configuration could not start, the previous one starts again: {reason}");
+                    match rebuild(&running).await {
+                        Ok(pipeline) => pipeline,
+                        Err(reason) => {
+                            eprintln!("ferry: the previous configuration could not start again either: {reason}");
+                            return Ok(None);
+                        }
+                    }
+                }
+            };
+        }
     })?;
     // Sources blocked in reads (stdin) must not keep the process alive.
     rt.shutdown_timeout(Duration::from_millis(100));
@@ -229,6 +336,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("ferry: {cause}");
             ExitCode::FAILURE
         }
+        // The loop above runs every reload; none ends the process.
+        Some(RunOutcome::Reload { .. }) => ExitCode::FAILURE,
     };
     Ok(code)
 }

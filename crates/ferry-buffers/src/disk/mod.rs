@@ -47,7 +47,7 @@
 mod fault_fs;
 mod fs;
 mod reader;
-mod record;
+pub(crate) mod record;
 mod record_pool;
 mod retry;
 mod store;
@@ -58,7 +58,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -132,6 +132,42 @@ struct Shared {
     /// Records numbered below this were written before this run, maybe by a build that wrote
     /// format version 2 (see [`record`]).
     earlier_runs_below: u64,
+    /// When the records not yet taken by the sink were written.
+    enqueued: EnqueueTimes,
+}
+
+/// When each record not yet taken by the sink was written, by the sequence number it starts
+/// at, so that the oldest waiting event's age can be read at scrape time
+/// (`SinkMetrics::oldest_enqueued_us`). One lock per record (records pack many events).
+/// Records from an earlier run count from when this run opened the buffer.
+#[derive(Default)]
+struct EnqueueTimes {
+    times: Mutex<VecDeque<(u64, u64)>>,
+}
+
+impl EnqueueTimes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, u64)>> {
+        self.times.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A record starting at `sequence` was written at `at_us`.
+    fn written(&self, sequence: u64, at_us: u64, metrics: &SinkMetrics) {
+        let mut times = self.lock();
+        times.push_back((sequence, at_us));
+        if times.len() == 1 {
+            metrics.oldest_enqueued_us.store(at_us, Ordering::Relaxed);
+        }
+    }
+
+    /// The sink took every record numbered below `end` (skipped ones too).
+    fn taken(&self, end: u64, metrics: &SinkMetrics) {
+        let mut times = self.lock();
+        while times.front().is_some_and(|&(first, _)| first < end) {
+            times.pop_front();
+        }
+        let oldest = times.front().map_or(0, |&(_, at)| at);
+        metrics.oldest_enqueued_us.store(oldest, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -180,6 +216,7 @@ impl Shared {
                     // By what the ledger held, so that a record settled twice (or moved by a
                     // failed sync) is never subtracted twice.
                     SinkMetrics::sub(&self.bytes, u64::from(location.len));
+                    SinkMetrics::sub(&self.metrics.buffered_bytes, u64::from(location.len));
                     SinkMetrics::sub(&self.events, u64::from(location.count));
                     removed = true;
                 }
@@ -218,7 +255,8 @@ impl DiskWriter {
 /// Reads a disk buffer in order; ends when every writer is gone and everything written has
 /// been handed out.
 pub struct DiskReader {
-    rx: mpsc::Receiver<Vec<LogEvent>>,
+    /// Each record's events with the sequence number it starts at.
+    rx: mpsc::Receiver<(u64, Vec<LogEvent>)>,
     /// Told when this is dropped, so that the threads stop at once.
     shared: Arc<Shared>,
 }
@@ -233,6 +271,7 @@ impl Drop for DiskReader {
     fn drop(&mut self) {
         self.rx.close();
         self.shared.reader_gone.store(true, Ordering::Release);
+        self.shared.metrics.oldest_enqueued_us.store(0, Ordering::Relaxed);
         // The read thread may sleep until the next append, the write thread until a record is
         // deleted: neither comes now.
         self.shared.appended.wake();
@@ -246,12 +285,14 @@ impl Stream for DiskReader {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(batch)) = &polled {
+        if let Poll::Ready(Some((sequence, batch))) = &polled {
             // Taken by the sink: no longer waiting in the buffer (still on disk until the sink
             // settles it, counted by the sink as in flight), as for a memory buffer.
             SinkMetrics::sub(&self.shared.metrics.buffered, batch.len() as u64);
+            let end = sequence.saturating_add(batch.len() as u64);
+            self.shared.enqueued.taken(end, &self.shared.metrics);
         }
-        polled
+        polled.map(|record| record.map(|(_, batch)| batch))
     }
 }
 
@@ -298,6 +339,17 @@ fn open_with(
         tracing::info!(path = %dir.display(), events = totals.events, bytes = totals.bytes, first, "disk buffer holds events from an earlier run; delivering them first");
     }
     SinkMetrics::add(&metrics.buffered, totals.events);
+    SinkMetrics::add(&metrics.buffered_bytes, totals.bytes);
+    let enqueued = EnqueueTimes::default();
+    if totals.events > 0 {
+        // Records from an earlier run: their age counts from now, until the last of them
+        // (numbered below `next_sequence`) is taken.
+        enqueued.written(
+            next_sequence.saturating_sub(1),
+            ferry_core::monotonic_us(),
+            &metrics,
+        );
+    }
     let shared = Arc::new(Shared {
         store,
         max_size,
@@ -315,6 +367,7 @@ fn open_with(
         hot: Mutex::new(VecDeque::with_capacity(HOT_RECORDS)),
         records: Arc::default(),
         earlier_runs_below: next_sequence,
+        enqueued,
     });
     let (in_tx, in_rx) = mpsc::channel(WRITE_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(READ_AHEAD);

@@ -28,7 +28,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 
 /// Reads records from `first` on and sends them to the sink until the writer is done and
 /// everything is read, or the sink is gone.
-pub(super) fn read_loop(shared: Arc<Shared>, out: mpsc::Sender<Vec<LogEvent>>, first: u64) {
+pub(super) fn read_loop(shared: Arc<Shared>, out: mpsc::Sender<(u64, Vec<LogEvent>)>, first: u64) {
     // The record read last, and the sequence number the next one starts at.
     let mut cursor: Option<u64> = None;
     let mut expected: Option<u64> = Some(first);
@@ -89,7 +89,7 @@ pub(super) fn read_loop(shared: Arc<Shared>, out: mpsc::Sender<Vec<LogEvent>>, f
             event.attach_notifier(&notifier);
         }
         drop(notifier);
-        if out.blocking_send(events).is_err() {
+        if out.blocking_send((sequence, events)).is_err() {
             return;
         }
     }

@@ -149,6 +149,17 @@ fn checksum(version: u8, head: &[u8], rest: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// Rewrites the checksum of `record` to match its bytes (a no-op on a record too short to
+/// have one), so that a fuzzer's bytes reach the body decoder instead of stopping at the
+/// checksum.
+pub(crate) fn reseal(record: &mut [u8]) {
+    if record.len() < HEADER {
+        return;
+    }
+    let crc = checksum(record[0], &record[..5], &record[HEADER..]);
+    record[5..HEADER].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Verifies and decodes the record the ledger lists at `sequence`; `accept_version_2` says
 /// whether it may predate this run (see the module docs). Strings in the events share
 /// `record`'s memory.
@@ -163,7 +174,11 @@ pub(crate) fn decode(
         pos: body,
         day: None,
     };
-    let mut events = Vec::with_capacity(n.min(1 << 16) as usize);
+    // The count is read from the record, so it only sizes the vector as far as the body could
+    // hold that many events (each takes at least two bytes): a damaged count of four billion
+    // in a short record costs nothing before the body runs out.
+    let fit = (record.len() - body) / 2;
+    let mut events = Vec::with_capacity((n as usize).min(fit).min(1 << 16));
     for _ in 0..n {
         events.push(reader.event()?);
     }
@@ -338,8 +353,12 @@ impl Reader<'_> {
         let date = match self.day {
             Some((day, date)) if day == days => date,
             _ => {
-                let midnight =
-                    DateTime::from_timestamp(days * SECONDS_PER_DAY, 0).ok_or(out_of_range.clone())?;
+                // Checked: the seconds come from the record, and the day of one near i64::MIN
+                // starts before i64::MIN (found by fuzzing; it panicked in debug builds).
+                let midnight = days
+                    .checked_mul(SECONDS_PER_DAY)
+                    .and_then(|secs| DateTime::from_timestamp(secs, 0))
+                    .ok_or(out_of_range.clone())?;
                 let date = midnight.date_naive();
                 self.day = Some((days, date));
                 date
@@ -540,6 +559,18 @@ mod tests {
                     None => prop_assert!(reader.time().is_err()),
                 }
             }
+        }
+
+        #[test]
+        fn timestamps_at_the_ends_of_i64_are_errors(secs in prop_oneof![
+            i64::MIN..i64::MIN + 200_000,
+            i64::MAX - 200_000..=i64::MAX,
+        ], nanos in any::<u32>()) {
+            let mut buf = secs.to_le_bytes().to_vec();
+            buf.extend_from_slice(&nanos.to_le_bytes());
+            let buf = Bytes::from(buf);
+            let mut reader = Reader { buf: &buf, pos: 0, day: None };
+            prop_assert!(reader.time().is_err());
         }
 
         #[test]

@@ -106,6 +106,53 @@ async fn source_hears_delivered_after_fsync_and_the_buffer_owns_events_until_ack
     );
 }
 
+#[tokio::test]
+async fn bytes_and_the_oldest_waiting_record_are_measured_until_taken_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(SinkMetrics::default());
+    let (writer, mut reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
+    let (events, _status) = tracked(0..10);
+    writer.write(events).await.unwrap();
+    wait_for(|| metrics.buffered.load(Ordering::Relaxed) == 10).await;
+    let stored = metrics.buffered_bytes.load(Ordering::Relaxed);
+    assert_eq!(stored, reader.shared.bytes.load(Ordering::Acquire));
+    assert!(stored > 0);
+    let written_at = metrics.oldest_enqueued_us.load(Ordering::Relaxed);
+    assert!(written_at > 0 && written_at <= ferry_core::monotonic_us());
+    let batch = next(&mut reader).await;
+    // Taken: nothing waits any more, though it stays on disk (and in the bytes) until settled.
+    assert_eq!(metrics.oldest_enqueued_us.load(Ordering::Relaxed), 0);
+    assert_eq!(metrics.buffered_bytes.load(Ordering::Relaxed), stored);
+    for e in batch {
+        e.settle(DeliveryStatus::Delivered);
+    }
+    wait_for(|| metrics.buffered_bytes.load(Ordering::Relaxed) == 0).await;
+}
+
+#[tokio::test]
+async fn records_of_an_earlier_run_count_as_waiting_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (writer, reader) = open_buffer(dir.path(), 1 << 30, WhenFull::Block);
+        write_durably(&writer, [0..3, 3..5]).await;
+        drop(writer);
+        drop(reader);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = Arc::new(SinkMetrics::default());
+    let (_writer, mut reader) = open(dir.path(), &config(1 << 30, WhenFull::Block), metrics.clone()).unwrap();
+    assert!(metrics.oldest_enqueued_us.load(Ordering::Relaxed) > 0);
+    assert!(metrics.buffered_bytes.load(Ordering::Relaxed) > 0);
+    let mut taken = next(&mut reader).await.len();
+    if taken < 5 {
+        // The first of the two records: the second still waits.
+        assert!(metrics.oldest_enqueued_us.load(Ordering::Relaxed) > 0);
+        taken += next(&mut reader).await.len();
+    }
+    assert_eq!(taken, 5);
+    assert_eq!(metrics.oldest_enqueued_us.load(Ordering::Relaxed), 0);
+}
+
 /// Reads `n` events and settles each `Delivered`, as a sink whose destination confirmed them.
 async fn settle_delivered(reader: &mut DiskReader, n: usize) {
     let mut settled = 0;

@@ -303,6 +303,10 @@ impl WriteThread {
         }
         self.next_sequence += n;
         self.shared.bytes.fetch_add(len, Ordering::AcqRel);
+        SinkMetrics::add(&self.shared.metrics.buffered_bytes, len);
+        self.shared
+            .enqueued
+            .written(sequence, ferry_core::monotonic_us(), &self.shared.metrics);
         self.shared.events.fetch_add(n, Ordering::AcqRel);
         SinkMetrics::add(&self.shared.metrics.received, n);
         SinkMetrics::add(&self.shared.metrics.buffered, n);
